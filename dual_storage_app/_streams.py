@@ -1,0 +1,99 @@
+"""Streaming helpers: hash bytes as they pass, and write files atomically."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import BinaryIO, Protocol
+
+
+class Readable(Protocol):
+    def read(self, size: int = -1, /) -> bytes | str: ...
+
+
+class HashingReader:
+    """A forward-only reader that computes SHA-256 and size of everything read.
+
+    It deliberately has no ``seek``: s3transfer then reads the source exactly once, in
+    order, in one thread, and keeps at most a bounded number of parts in memory; retries
+    resend the buffered part instead of re-reading the source, so the hash stays exact.
+    """
+
+    def __init__(self, source: Readable) -> None:
+        self._source = source
+        self._sha256 = hashlib.sha256()
+        self.size = 0
+
+    def read(self, size: int = -1) -> bytes:
+        if size is None or size < 0:
+            data = self._coerce(self._source.read())
+        else:
+            # Fill the request unless at EOF: R2 wants equal-sized parts.
+            chunks: list[bytes] = []
+            remaining = size
+            while remaining > 0:
+                chunk = self._coerce(self._source.read(remaining))
+                if not chunk:
+                    break
+                chunks.append(chunk)
+                remaining -= len(chunk)
+            data = b"".join(chunks) if len(chunks) != 1 else chunks[0]
+        self._sha256.update(data)
+        self.size += len(data)
+        return data
+
+    @staticmethod
+    def _coerce(chunk: bytes | str) -> bytes:
+        return chunk.encode("utf-8") if isinstance(chunk, str) else bytes(chunk)
+
+    @property
+    def sha256(self) -> str:
+        return self._sha256.hexdigest()
+
+
+class HashingWriter:
+    """A forward-only writer that computes SHA-256 and size of everything written.
+
+    Having no ``seek`` makes s3transfer write the parts of a ranged download in order.
+    """
+
+    def __init__(self, sink: BinaryIO) -> None:
+        self._sink = sink
+        self._sha256 = hashlib.sha256()
+        self.size = 0
+
+    def write(self, data: bytes) -> int:
+        self._sha256.update(data)
+        self.size += len(data)
+        return self._sink.write(data)
+
+    @property
+    def sha256(self) -> str:
+        return self._sha256.hexdigest()
+
+
+@contextmanager
+def atomic_destination(dest: Path) -> Iterator[BinaryIO]:
+    """Yield a temporary file beside ``dest``; rename it over ``dest`` only on success.
+
+    On any exception the temporary file is removed and an existing ``dest`` is untouched.
+    """
+    dest = Path(dest)
+    if dest.is_dir():
+        raise IsADirectoryError(f"Download destination {str(dest)!r} is a directory.")
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{dest.name[:200]}.", suffix=".part", dir=dest.parent)
+    tmp_path = Path(tmp_name)
+    try:
+        with os.fdopen(fd, "wb") as tmp_file:
+            yield tmp_file
+            tmp_file.flush()
+            os.fsync(tmp_file.fileno())
+        os.replace(tmp_path, dest)
+    except BaseException:
+        tmp_path.unlink(missing_ok=True)
+        raise

@@ -1,0 +1,180 @@
+"""The seed's Python API: ``DualStorageClient`` and the lazy process-wide ``dual_storage``.
+
+Internal store (private MinIO): model weights, training checkpoints, config schemas.
+External store (R2/S3): training datasets, handed to browsers as presigned URLs.
+Internal objects never get a URL.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import Any, BinaryIO
+
+from django.core.signals import setting_changed
+from django.dispatch import receiver
+
+from .conf import SETTINGS_KEY, ArtifactKind, DualStorageConfig, StoreName, load_config
+from .exceptions import InvalidArgument
+from .objects import ObjectInfo, TransferResult
+from .store import Store
+
+SCHEMA_CONTENT_TYPE = "application/json"
+
+
+class DualStorageClient:
+    """Both stores behind one small API. Safe to share between threads."""
+
+    def __init__(
+        self,
+        config: DualStorageConfig | None = None,
+        *,
+        overrides: Mapping[str, str | None] | None = None,
+    ) -> None:
+        self.config = config if config is not None else load_config(overrides)
+        self.internal = Store(self.config.internal)
+        self.external = Store(self.config.external)
+
+    def __repr__(self) -> str:
+        return f"<DualStorageClient internal={self.internal!r} external={self.external!r}>"
+
+    # -- routing ---------------------------------------------------------------
+
+    def store(self, name: StoreName) -> Store:
+        return self.internal if name == "internal" else self.external
+
+    def locate(self, kind: ArtifactKind) -> tuple[Store, str]:
+        """The store and bucket that hold artifacts of ``kind``."""
+        store_config = self.config.store_for(kind) if kind in _KINDS else None
+        if store_config is None:
+            raise InvalidArgument(
+                f"Unknown artifact kind {kind!r}; use one of {', '.join(_KINDS)}."
+            )
+        return self.store(store_config.name), store_config.buckets[kind]
+
+    # -- internal: weights and checkpoints -------------------------------------
+
+    def upload_weight(self, file_path: Path | str, weight_key: str) -> TransferResult:
+        store, bucket = self.locate("weights")
+        return store.upload_file(bucket, weight_key, Path(file_path))
+
+    def download_weight(self, weight_key: str, dest_path: Path | str) -> TransferResult:
+        store, bucket = self.locate("weights")
+        return store.download(bucket, weight_key, Path(dest_path))
+
+    def upload_checkpoint(self, file_path: Path | str, checkpoint_key: str) -> TransferResult:
+        store, bucket = self.locate("checkpoints")
+        return store.upload_file(bucket, checkpoint_key, Path(file_path))
+
+    def download_checkpoint(self, checkpoint_key: str, dest_path: Path | str) -> TransferResult:
+        store, bucket = self.locate("checkpoints")
+        return store.download(bucket, checkpoint_key, Path(dest_path))
+
+    # -- internal: config schemas ----------------------------------------------
+
+    def upload_schema(self, framework: str, schema: bytes | str) -> TransferResult:
+        """Store ``schema`` as ``<framework>.json``."""
+        import io
+
+        data = schema.encode("utf-8") if isinstance(schema, str) else bytes(schema)
+        store, bucket = self.locate("schemas")
+        return store.upload(
+            bucket, schema_key(framework), io.BytesIO(data), content_type=SCHEMA_CONTENT_TYPE
+        )
+
+    def get_schema(self, framework: str) -> bytes:
+        """The bytes of ``<framework>.json``."""
+        store, bucket = self.locate("schemas")
+        return store.get_bytes(bucket, schema_key(framework))
+
+    # -- external: datasets ----------------------------------------------------
+
+    def upload_dataset(self, file_obj: BinaryIO, dataset_key: str) -> TransferResult:
+        store, bucket = self.locate("datasets")
+        return store.upload(bucket, dataset_key, file_obj)
+
+    def download_dataset(self, dataset_key: str, dest_path: Path | str) -> TransferResult:
+        store, bucket = self.locate("datasets")
+        return store.download(bucket, dataset_key, Path(dest_path))
+
+    def generate_dataset_presigned_url(self, dataset_key: str, expiration: int = 3600) -> str:
+        """A GET URL for a browser, signed against ``EXTERNAL_STORAGE_PUBLIC_ENDPOINT``."""
+        store, bucket = self.locate("datasets")
+        return store.presign_get(bucket, dataset_key, expiration)
+
+    # -- any kind --------------------------------------------------------------
+
+    def exists(self, kind: ArtifactKind, key: str) -> bool:
+        store, bucket = self.locate(kind)
+        return store.exists(bucket, key)
+
+    def head(self, kind: ArtifactKind, key: str) -> ObjectInfo:
+        store, bucket = self.locate(kind)
+        return store.head(bucket, key)
+
+    def delete(self, kind: ArtifactKind, key: str) -> None:
+        store, bucket = self.locate(kind)
+        store.delete(bucket, key)
+
+    def list_objects(self, kind: ArtifactKind, prefix: str = "") -> Iterator[ObjectInfo]:
+        """Objects of ``kind`` whose key starts with ``prefix``, lazily, page by page."""
+        store, bucket = self.locate(kind)
+        return store.list(bucket, prefix)
+
+    def create_buckets(self) -> dict[str, bool]:
+        """Create every configured bucket that is missing; ``{bucket: created}``."""
+        created: dict[str, bool] = {}
+        for kind in _KINDS:
+            store, bucket = self.locate(kind)
+            created[bucket] = store.create_bucket(bucket)
+        return created
+
+
+_KINDS: tuple[ArtifactKind, ...] = ("weights", "checkpoints", "schemas", "datasets")
+
+
+def schema_key(framework: str) -> str:
+    """``"ultralytics"`` -> ``"ultralytics.json"`` (validated by the store)."""
+    if not isinstance(framework, str) or not framework or "/" in framework:
+        raise InvalidArgument(
+            f"Schema name {framework!r} must be a non-empty name without '/'.", store="internal"
+        )
+    return f"{framework}.json"
+
+
+class _LazyClient:
+    """Builds the process-wide client on first use; rebuilt when DUAL_STORAGE changes."""
+
+    def __init__(self) -> None:
+        self._client: DualStorageClient | None = None
+        self._lock = threading.Lock()
+
+    def _get(self) -> DualStorageClient:
+        client = self._client
+        if client is None:
+            with self._lock:
+                if self._client is None:
+                    self._client = DualStorageClient()
+                client = self._client
+        return client
+
+    def reset(self) -> None:
+        with self._lock:
+            self._client = None
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._get(), name)
+
+    def __repr__(self) -> str:
+        state = "unconfigured" if self._client is None else repr(self._client)
+        return f"<lazy dual_storage: {state}>"
+
+
+dual_storage: DualStorageClient = _LazyClient()  # type: ignore[assignment]
+
+
+@receiver(setting_changed)
+def _reset_on_setting_change(*, setting: str, **kwargs: Any) -> None:
+    if setting == SETTINGS_KEY:
+        dual_storage.reset()  # type: ignore[attr-defined]

@@ -1,0 +1,208 @@
+"""Configuration for both stores, resolved in one place.
+
+Every setting has one name, used everywhere: as a keyword of ``overrides``, as a key of the
+``DUAL_STORAGE`` Django setting, and as an environment variable. For each name the first
+of these that is set (not missing, not empty) wins:
+
+1. explicit ``overrides`` given to :func:`load_config` / ``DualStorageClient(overrides=...)``;
+2. ``settings.DUAL_STORAGE[name]`` (read on every call, so ``override_settings`` works);
+3. the environment variable ``name`` (the seed's ``.env`` names);
+4. the legacy environment variable in :data:`LEGACY_FALLBACKS` (``AWS_S3_ENDPOINT_URL``,
+   ``AWS_ACCESS_KEY_ID``, ``AWS_SECRET_ACCESS_KEY`` configure *both* stores;
+   ``S3_BUCKET_DATASETS`` names the datasets bucket);
+5. the default in :data:`DEFAULTS`.
+
+Reading settings never touches the network. Problems are found by :mod:`.validation`
+and reported by Django's system checks, or raised as ``ConfigurationError`` on use.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Literal
+
+from django.conf import settings as django_settings
+
+from .exceptions import ConfigurationError
+from .providers import PROFILES, ProviderProfile, detect_provider
+
+StoreName = Literal["internal", "external"]
+ArtifactKind = Literal["weights", "checkpoints", "schemas", "datasets"]
+SETTINGS_KEY = "DUAL_STORAGE"
+
+DEFAULTS: dict[str, str | None] = {
+    "INTERNAL_STORAGE_ENDPOINT": None,
+    "INTERNAL_STORAGE_ACCESS_KEY": None,
+    "INTERNAL_STORAGE_SECRET_KEY": None,
+    "INTERNAL_STORAGE_REGION": None,
+    "INTERNAL_STORAGE_PROVIDER": None,
+    "EXTERNAL_STORAGE_ENDPOINT": None,
+    "EXTERNAL_STORAGE_ACCESS_KEY": None,
+    "EXTERNAL_STORAGE_SECRET_KEY": None,
+    "EXTERNAL_STORAGE_REGION": None,
+    "EXTERNAL_STORAGE_PROVIDER": None,
+    "EXTERNAL_STORAGE_PUBLIC_ENDPOINT": None,
+    "INTERNAL_BUCKET_WEIGHTS": "model-weights",
+    "INTERNAL_BUCKET_CHECKPOINTS": "training-checkpoints",
+    "INTERNAL_BUCKET_SCHEMAS": "config-schemas",
+    "EXTERNAL_BUCKET_DATASETS": "training-datasets",
+}
+LEGACY_FALLBACKS: dict[str, str] = {
+    "INTERNAL_STORAGE_ENDPOINT": "AWS_S3_ENDPOINT_URL",
+    "INTERNAL_STORAGE_ACCESS_KEY": "AWS_ACCESS_KEY_ID",
+    "INTERNAL_STORAGE_SECRET_KEY": "AWS_SECRET_ACCESS_KEY",
+    "EXTERNAL_STORAGE_ENDPOINT": "AWS_S3_ENDPOINT_URL",
+    "EXTERNAL_STORAGE_ACCESS_KEY": "AWS_ACCESS_KEY_ID",
+    "EXTERNAL_STORAGE_SECRET_KEY": "AWS_SECRET_ACCESS_KEY",
+    "EXTERNAL_BUCKET_DATASETS": "S3_BUCKET_DATASETS",
+}
+KIND_BUCKET_SETTING: dict[ArtifactKind, tuple[StoreName, str]] = {
+    "weights": ("internal", "INTERNAL_BUCKET_WEIGHTS"),
+    "checkpoints": ("internal", "INTERNAL_BUCKET_CHECKPOINTS"),
+    "schemas": ("internal", "INTERNAL_BUCKET_SCHEMAS"),
+    "datasets": ("external", "EXTERNAL_BUCKET_DATASETS"),
+}
+STORE_NAMES: tuple[StoreName, ...] = ("internal", "external")
+
+
+@dataclass(frozen=True)
+class Resolved:
+    """One setting's value and where it came from (for messages and checks)."""
+
+    name: str
+    value: str | None
+    origin: str
+
+
+def setting_name(store: StoreName, suffix: str) -> str:
+    """``setting_name("internal", "ENDPOINT")`` -> ``"INTERNAL_STORAGE_ENDPOINT"``."""
+    return f"{store.upper()}_STORAGE_{suffix}"
+
+
+def django_overrides() -> Mapping[str, object]:
+    """The ``DUAL_STORAGE`` Django setting, or ``{}`` outside a configured Django."""
+    if not django_settings.configured:
+        return {}
+    value = getattr(django_settings, SETTINGS_KEY, None)
+    return value if isinstance(value, Mapping) else {}
+
+
+def resolve(
+    overrides: Mapping[str, str | None] | None = None,
+    environ: Mapping[str, str] | None = None,
+) -> dict[str, Resolved]:
+    """Resolve every setting by the documented precedence."""
+    overrides = dict(overrides or {})
+    unknown = sorted(set(overrides) - set(DEFAULTS))
+    if unknown:
+        raise ConfigurationError(
+            f"Unknown dual-storage setting(s) {', '.join(unknown)}; "
+            f"known settings are {', '.join(DEFAULTS)}."
+        )
+    environ = os.environ if environ is None else environ
+    from_django = django_overrides()
+    resolved: dict[str, Resolved] = {}
+    for name, default in DEFAULTS.items():
+        legacy = LEGACY_FALLBACKS.get(name)
+        candidates: list[tuple[object, str]] = [
+            (overrides.get(name), "explicit overrides"),
+            (from_django.get(name), f"settings.{SETTINGS_KEY}[{name!r}]"),
+            (environ.get(name), f"environment variable {name}"),
+        ]
+        if legacy:
+            candidates.append((environ.get(legacy), f"legacy environment variable {legacy}"))
+        candidates.append((default, "default"))
+        value, origin = next(
+            ((str(v), o) for v, o in candidates if v not in (None, "")), (None, "unset")
+        )
+        resolved[name] = Resolved(name, value, origin)
+    return resolved
+
+
+def where_to_set(name: str) -> str:
+    """Every place a setting can be given, for error messages and check hints."""
+    places = f"settings.{SETTINGS_KEY}[{name!r}] or the environment variable {name}"
+    legacy = LEGACY_FALLBACKS.get(name)
+    return places + (f" (or the legacy {legacy})" if legacy else "")
+
+
+@dataclass(frozen=True)
+class StoreConfig:
+    """Everything needed to talk to one store. Secrets never appear in ``repr``."""
+
+    name: StoreName
+    endpoint_url: str
+    access_key: str = field(repr=False)
+    secret_key: str = field(repr=False)
+    region: str
+    provider: ProviderProfile
+    buckets: Mapping[ArtifactKind, str]
+    public_endpoint_url: str | None = None
+
+
+@dataclass(frozen=True)
+class DualStorageConfig:
+    """Both stores' configuration, plus the legacy names that supplied any value."""
+
+    internal: StoreConfig
+    external: StoreConfig
+    legacy_names: tuple[str, ...] = ()
+
+    def store(self, name: StoreName) -> StoreConfig:
+        return self.internal if name == "internal" else self.external
+
+    def store_for(self, kind: ArtifactKind) -> StoreConfig:
+        return self.store(KIND_BUCKET_SETTING[kind][0])
+
+
+def load_config(
+    overrides: Mapping[str, str | None] | None = None,
+    environ: Mapping[str, str] | None = None,
+) -> DualStorageConfig:
+    """Build the configuration, raising ``ConfigurationError`` on the first error found."""
+    from .validation import find_problems  # local import: validation imports this module
+
+    values = resolve(overrides, environ)
+    errors = [p for p in find_problems(values) if p.is_error]
+    if errors:
+        raise ConfigurationError(
+            "dual-storage is misconfigured: "
+            + " ".join(f"[{p.id}] {p.message} {p.hint}" for p in errors)
+        )
+    return DualStorageConfig(
+        internal=build_store_config("internal", values),
+        external=build_store_config("external", values),
+        legacy_names=tuple(
+            sorted({r.origin.rsplit(" ", 1)[-1] for r in values.values() if "legacy" in r.origin})
+        ),
+    )
+
+
+def build_store_config(store: StoreName, values: Mapping[str, Resolved]) -> StoreConfig:
+    def get(suffix: str) -> str | None:
+        return values[setting_name(store, suffix)].value
+
+    endpoint = get("ENDPOINT") or ""
+    provider_name = get("PROVIDER")
+    provider = PROFILES[provider_name] if provider_name else detect_provider(endpoint)
+    buckets: dict[ArtifactKind, str] = {
+        kind: values[name].value or ""
+        for kind, (owner, name) in KIND_BUCKET_SETTING.items()
+        if owner == store
+    }
+    return StoreConfig(
+        name=store,
+        endpoint_url=endpoint.rstrip("/"),
+        access_key=get("ACCESS_KEY") or "",
+        secret_key=get("SECRET_KEY") or "",
+        region=get("REGION") or provider.default_region,
+        provider=provider,
+        buckets=buckets,
+        public_endpoint_url=(
+            (values["EXTERNAL_STORAGE_PUBLIC_ENDPOINT"].value or endpoint).rstrip("/")
+            if store == "external"
+            else None
+        ),
+    )

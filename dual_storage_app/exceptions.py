@@ -1,0 +1,59 @@
+"""The app's own error types.
+
+Every error carries the store (``internal``/``external``), bucket and key it is about,
+and its message names them. No message ever contains a secret key: the values that
+reach a message are names, endpoints stripped of credentials, and keys.
+"""
+
+from __future__ import annotations
+
+from django.core.exceptions import ImproperlyConfigured
+
+
+class DualStorageError(Exception):
+    """Base class: something went wrong talking to one of the two stores."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        store: str | None = None,
+        bucket: str | None = None,
+        key: str | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.store = store
+        self.bucket = bucket
+        self.key = key
+
+
+class ObjectNotFound(DualStorageError, FileNotFoundError):
+    """The object (or the bucket holding it) does not exist."""
+
+
+class InvalidKey(DualStorageError, ValueError):
+    """An object key was refused before any request was sent."""
+
+
+class InvalidArgument(DualStorageError, ValueError):
+    """An argument other than a key was refused (for example a presign expiry)."""
+
+
+class StorageUnavailable(DualStorageError):
+    """The store could not be reached, timed out, or answered with a server error."""
+
+
+class AccessDenied(DualStorageError):
+    """The store refused the credentials or the operation."""
+
+
+class IntegrityError(DualStorageError):
+    """Bytes read back do not match what was recorded at upload."""
+
+
+class NoPublicURL(DualStorageError):
+    """Internal objects never get a URL that a browser could follow to the private store."""
+
+
+class ConfigurationError(DualStorageError, ImproperlyConfigured):
+    """The settings for a store are missing or contradictory."""

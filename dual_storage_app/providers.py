@@ -1,0 +1,83 @@
+"""Provider profiles: every quirk of MinIO, Cloudflare R2 and AWS S3 in one place.
+
+A profile is picked per store by ``INTERNAL_STORAGE_PROVIDER`` /
+``EXTERNAL_STORAGE_PROVIDER`` or, when unset, detected from the endpoint's host.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+from urllib.parse import urlsplit
+
+from botocore.config import Config
+
+ChecksumMode = Literal["when_required", "when_supported"]
+
+
+@dataclass(frozen=True)
+class ProviderProfile:
+    """How to talk to one kind of S3-compatible server."""
+
+    name: str
+    addressing_style: Literal["path", "virtual"]
+    default_region: str
+    # boto3 >= 1.36 sends CRC32 checksums by default; MinIO (older releases) and R2
+    # have rejected them (django-storages #1482, boto3 #4398/#4400).
+    checksum_mode: ChecksumMode
+    # R2 wants every multipart part but the last to be the same size.
+    uniform_part_size: bool
+    # We never send ACLs: objects stay private, and R2 rejects most ACL headers.
+    sends_acl: bool = False
+
+    def botocore_config(
+        self, *, max_pool_connections: int, connect_timeout: float, read_timeout: float
+    ) -> Config:
+        """The botocore client configuration for this provider."""
+        return Config(
+            signature_version="s3v4",
+            s3={"addressing_style": self.addressing_style},
+            request_checksum_calculation=self.checksum_mode,
+            response_checksum_validation=self.checksum_mode,
+            # "standard" retries transient errors (5xx, throttling, resets) with
+            # exponential backoff and jitter, a bounded number of times.
+            retries={"mode": "standard", "max_attempts": 5},
+            connect_timeout=connect_timeout,
+            read_timeout=read_timeout,
+            max_pool_connections=max_pool_connections,
+            tcp_keepalive=True,
+        )
+
+
+MINIO = ProviderProfile(
+    name="minio",
+    addressing_style="path",
+    default_region="us-east-1",
+    checksum_mode="when_required",
+    uniform_part_size=False,
+)
+R2 = ProviderProfile(
+    name="r2",
+    addressing_style="path",
+    default_region="auto",
+    checksum_mode="when_required",
+    uniform_part_size=True,
+)
+AWS = ProviderProfile(
+    name="aws",
+    addressing_style="virtual",
+    default_region="us-east-1",
+    checksum_mode="when_supported",
+    uniform_part_size=False,
+)
+PROFILES: dict[str, ProviderProfile] = {p.name: p for p in (MINIO, R2, AWS)}
+
+
+def detect_provider(endpoint_url: str) -> ProviderProfile:
+    """Guess the provider from an endpoint URL; anything unknown is treated as MinIO."""
+    host = (urlsplit(endpoint_url).hostname or "").lower()
+    if host.endswith(".r2.cloudflarestorage.com"):
+        return R2
+    if host == "amazonaws.com" or host.endswith(".amazonaws.com"):
+        return AWS
+    return MINIO

@@ -1,0 +1,262 @@
+"""One S3-compatible store: a shared boto3 client and the operations the app needs.
+
+A :class:`Store` is bucket-agnostic; the client maps artifact kinds to buckets. Every
+operation validates its key first, streams with bounded memory, and raises the app's
+own exceptions. boto3 clients are thread-safe, so one client per store is shared by all
+threads; it is created lazily, under a lock, from its own boto3 session (sessions are
+not thread-safe).
+"""
+
+from __future__ import annotations
+
+import mimetypes
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import boto3
+from boto3.s3.transfer import TransferConfig
+
+from ._errors import describe, translated
+from ._streams import HashingReader, HashingWriter, Readable, atomic_destination
+from .conf import StoreConfig
+from .exceptions import IntegrityError, InvalidArgument, ObjectNotFound
+from .keys import validate_key
+from .objects import ObjectInfo, TransferResult
+
+if TYPE_CHECKING:
+    from mypy_boto3_s3 import S3Client
+
+MiB = 1024 * 1024
+MAX_PRESIGN_SECONDS = 7 * 24 * 3600  # SigV4's limit; botocore does not enforce it.
+DEFAULT_CONTENT_TYPE = "application/octet-stream"
+
+
+def transfer_config() -> TransferConfig:
+    """Multipart settings shared by every transfer (memory stays ~ chunks x chunksize)."""
+    config = TransferConfig(
+        multipart_threshold=16 * MiB,
+        multipart_chunksize=16 * MiB,
+        max_concurrency=8,
+        use_threads=True,
+        # The CRT client ignores endpoint_url and would talk to AWS (boto3 #4839).
+        preferred_transfer_client="classic",
+    )
+    config.max_in_memory_upload_chunks = 6
+    config.max_in_memory_download_chunks = 6
+    return config
+
+
+def validate_expiry(expiration: object) -> int:
+    """Presign lifetime in seconds: an int from 1 s to 7 days."""
+    if isinstance(expiration, bool) or not isinstance(expiration, int):
+        raise InvalidArgument(
+            f"Presign expiration must be an int number of seconds, not {expiration!r}."
+        )
+    if not 1 <= expiration <= MAX_PRESIGN_SECONDS:
+        raise InvalidArgument(
+            f"Presign expiration {expiration} s is out of range: "
+            f"use 1 to {MAX_PRESIGN_SECONDS} seconds (7 days)."
+        )
+    return expiration
+
+
+class Store:
+    """Operations on one store (internal MinIO or external R2/S3)."""
+
+    def __init__(self, config: StoreConfig) -> None:
+        self.config = config
+        self.name = config.name
+        self._lock = threading.Lock()
+        self._client: S3Client | None = None
+        self._presign_client: S3Client | None = None
+        self._transfer_config = transfer_config()
+
+    def __repr__(self) -> str:
+        return f"<Store {self.name} {self.config.endpoint_url} ({self.config.provider.name})>"
+
+    # -- clients ---------------------------------------------------------------
+
+    @property
+    def client(self) -> S3Client:
+        """The boto3 client for this store, shared by all threads."""
+        if self._client is None:
+            with self._lock:
+                if self._client is None:
+                    self._client = self._make_client(self.config.endpoint_url)
+        return self._client
+
+    def _make_client(self, endpoint_url: str) -> S3Client:
+        session = boto3.session.Session(
+            aws_access_key_id=self.config.access_key,
+            aws_secret_access_key=self.config.secret_key,
+            region_name=self.config.region,
+        )
+        return session.client(
+            "s3",
+            endpoint_url=endpoint_url,
+            config=self.config.provider.botocore_config(
+                max_pool_connections=32, connect_timeout=5, read_timeout=60
+            ),
+        )
+
+    def _presigner(self) -> S3Client:
+        """A client signing against the public endpoint; signing makes no request."""
+        public = self.config.public_endpoint_url
+        if not public or public == self.config.endpoint_url:
+            return self.client
+        if self._presign_client is None:
+            with self._lock:
+                if self._presign_client is None:
+                    self._presign_client = self._make_client(public)
+        return self._presign_client
+
+    # -- operations ------------------------------------------------------------
+
+    def upload(
+        self,
+        bucket: str,
+        key: str,
+        source: Readable,
+        *,
+        content_type: str | None = None,
+    ) -> TransferResult:
+        """Stream ``source`` to ``bucket/key``, hashing it in the same pass.
+
+        A failed multipart upload is aborted by s3transfer, so no partial object is
+        ever published under ``key``.
+        """
+        key = validate_key(key, store=self.name, bucket=bucket)
+        content_type = content_type or mimetypes.guess_type(key)[0] or DEFAULT_CONTENT_TYPE
+        reader = HashingReader(source)
+        with translated(self.config, "upload", bucket, key):
+            self.client.upload_fileobj(
+                reader,  # type: ignore[arg-type]
+                bucket,
+                key,
+                ExtraArgs={"ContentType": content_type},
+                Config=self._transfer_config,
+            )
+        info = self.head(bucket, key)
+        if info.size != reader.size:
+            raise IntegrityError(
+                f"Upload to the {describe(self.config, bucket, key)} stored {info.size} bytes, "
+                f"but {reader.size} were sent.",
+                store=self.name,
+                bucket=bucket,
+                key=key,
+            )
+        return TransferResult(
+            self.name, bucket, key, reader.size, reader.sha256, info.etag, content_type
+        )
+
+    def upload_file(
+        self, bucket: str, key: str, path: Path, *, content_type: str | None = None
+    ) -> TransferResult:
+        """Upload a local file (validated before the file is opened)."""
+        key = validate_key(key, store=self.name, bucket=bucket)
+        with Path(path).open("rb") as source:
+            return self.upload(bucket, key, source, content_type=content_type)
+
+    def download(
+        self, bucket: str, key: str, dest: Path, *, expected_sha256: str | None = None
+    ) -> TransferResult:
+        """Stream ``bucket/key`` into ``dest`` atomically, hashing it on the way.
+
+        The bytes go to a temporary file beside ``dest`` that is renamed into place only
+        when complete (and, if ``expected_sha256`` is given, verified): a failed download
+        leaves no file and an existing ``dest`` untouched.
+        """
+        key = validate_key(key, store=self.name, bucket=bucket)
+        with atomic_destination(Path(dest)) as tmp_file:
+            writer = HashingWriter(tmp_file)
+            with translated(self.config, "download", bucket, key):
+                self.client.download_fileobj(bucket, key, writer, Config=self._transfer_config)
+            if expected_sha256 is not None and writer.sha256 != expected_sha256.lower():
+                raise IntegrityError(
+                    f"Download from the {describe(self.config, bucket, key)} has SHA-256 "
+                    f"{writer.sha256}, expected {expected_sha256}; nothing was written.",
+                    store=self.name,
+                    bucket=bucket,
+                    key=key,
+                )
+        return TransferResult(self.name, bucket, key, writer.size, writer.sha256, "")
+
+    def get_bytes(self, bucket: str, key: str) -> bytes:
+        """Read a small object whole (schemas); large objects go through :meth:`download`."""
+        key = validate_key(key, store=self.name, bucket=bucket)
+        with translated(self.config, "read", bucket, key):
+            response = self.client.get_object(Bucket=bucket, Key=key)
+            return response["Body"].read()
+
+    def head(self, bucket: str, key: str) -> ObjectInfo:
+        key = validate_key(key, store=self.name, bucket=bucket)
+        with translated(self.config, "inspect", bucket, key):
+            response = self.client.head_object(Bucket=bucket, Key=key)
+        return ObjectInfo(
+            store=self.name,
+            bucket=bucket,
+            key=key,
+            size=response["ContentLength"],
+            etag=response.get("ETag", "").strip('"'),
+            last_modified=response.get("LastModified"),
+            content_type=response.get("ContentType"),
+        )
+
+    def exists(self, bucket: str, key: str) -> bool:
+        """True if ``bucket/key`` exists (HEAD cannot tell a missing bucket from a missing key)."""
+        try:
+            self.head(bucket, key)
+        except ObjectNotFound:
+            return False
+        return True
+
+    def delete(self, bucket: str, key: str) -> None:
+        """Delete ``bucket/key``; deleting a missing object is not an error (S3 semantics)."""
+        key = validate_key(key, store=self.name, bucket=bucket)
+        with translated(self.config, "delete", bucket, key):
+            self.client.delete_object(Bucket=bucket, Key=key)
+
+    def list(self, bucket: str, prefix: str = "") -> Iterator[ObjectInfo]:
+        """Every object under ``prefix``, one page (up to 1,000) requested at a time."""
+        if prefix:
+            validate_key(prefix + "_", store=self.name, bucket=bucket)
+        paginator = self.client.get_paginator("list_objects_v2")
+        with translated(self.config, "list", bucket, prefix or None):
+            for page in paginator.paginate(Bucket=bucket, Prefix=prefix):
+                for entry in page.get("Contents", []):
+                    yield ObjectInfo(
+                        store=self.name,
+                        bucket=bucket,
+                        key=entry["Key"],
+                        size=entry["Size"],
+                        etag=entry.get("ETag", "").strip('"'),
+                        last_modified=entry.get("LastModified"),
+                    )
+
+    def presign_get(
+        self, bucket: str, key: str, expiration: int, *, extra: dict[str, Any] | None = None
+    ) -> str:
+        """A presigned GET URL, signed against the public endpoint. No network request."""
+        key = validate_key(key, store=self.name, bucket=bucket)
+        expiration = validate_expiry(expiration)
+        with translated(self.config, "presign", bucket, key):
+            return self._presigner().generate_presigned_url(
+                "get_object",
+                Params={"Bucket": bucket, "Key": key, **(extra or {})},
+                ExpiresIn=expiration,
+            )
+
+    def create_bucket(self, bucket: str) -> bool:
+        """Create ``bucket`` if missing; True if it was created."""
+        with translated(self.config, "create bucket", bucket):
+            try:
+                self.client.head_bucket(Bucket=bucket)
+                return False
+            except self.client.exceptions.ClientError as exc:
+                status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+                if status != 404:
+                    raise
+            self.client.create_bucket(Bucket=bucket)
+            return True

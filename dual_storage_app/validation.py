@@ -1,0 +1,212 @@
+"""Find configuration problems without any network I/O.
+
+Shared by :func:`.conf.load_config` (which raises on errors) and by the system checks
+in :mod:`.checks` (which report errors and warnings with ids and hints).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from urllib.parse import urlsplit
+
+from .conf import (
+    DEFAULTS,
+    KIND_BUCKET_SETTING,
+    LEGACY_FALLBACKS,
+    STORE_NAMES,
+    Resolved,
+    StoreName,
+    setting_name,
+    where_to_set,
+)
+from .providers import PROFILES
+
+# S3 bucket naming rules (the subset every provider accepts).
+_BUCKET_RE = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
+
+
+@dataclass(frozen=True)
+class Problem:
+    id: str
+    message: str
+    hint: str
+    is_error: bool = True
+
+
+def find_problems(values: Mapping[str, Resolved], *, production: bool = False) -> list[Problem]:
+    """Every problem in the resolved settings, errors and warnings alike."""
+    problems: list[Problem] = []
+    for store in STORE_NAMES:
+        problems += _store_problems(store, values)
+    problems += _bucket_problems(values, production=production)
+    legacy = sorted({LEGACY_FALLBACKS[r.name] for r in values.values() if "legacy" in r.origin})
+    if legacy:
+        problems.append(
+            Problem(
+                "dual_storage_app.W001",
+                f"Legacy storage variables are in use: {', '.join(legacy)}.",
+                "Set INTERNAL_STORAGE_* and EXTERNAL_STORAGE_* instead; the legacy names "
+                "configure both stores alike.",
+                is_error=False,
+            )
+        )
+    if production and _same_server(values):
+        problems.append(
+            Problem(
+                "dual_storage_app.W002",
+                "The internal and external stores use the same endpoint while DEBUG is off.",
+                "In production the internal store should be the private MinIO beside the "
+                "backend and the external store R2 or S3.",
+                is_error=False,
+            )
+        )
+    return problems
+
+
+def unknown_setting_problems(keys: object) -> list[Problem]:
+    """Problems with the shape of ``settings.DUAL_STORAGE`` itself."""
+    if not isinstance(keys, Mapping):
+        return [
+            Problem(
+                "dual_storage_app.E007",
+                f"settings.DUAL_STORAGE must be a dict, not {type(keys).__name__}.",
+                "Use a dict whose keys are the environment variable names, "
+                "e.g. {'INTERNAL_STORAGE_ENDPOINT': 'http://minio:9000'}.",
+            )
+        ]
+    unknown = sorted(str(k) for k in keys if k not in DEFAULTS)
+    if not unknown:
+        return []
+    return [
+        Problem(
+            "dual_storage_app.E007",
+            f"Unknown key(s) in settings.DUAL_STORAGE: {', '.join(unknown)}.",
+            f"Known keys: {', '.join(DEFAULTS)}.",
+        )
+    ]
+
+
+def _store_problems(store: StoreName, values: Mapping[str, Resolved]) -> list[Problem]:
+    problems: list[Problem] = []
+    endpoint_name = setting_name(store, "ENDPOINT")
+    endpoint = values[endpoint_name].value
+    if not endpoint:
+        problems.append(
+            Problem(
+                "dual_storage_app.E001",
+                f"The {store} store has no endpoint ({endpoint_name} is not set).",
+                f"Set {where_to_set(endpoint_name)}, e.g. http://localhost:30900.",
+            )
+        )
+    elif (url_problem := _url_problem(endpoint)) is not None:
+        problems.append(
+            Problem(
+                "dual_storage_app.E003",
+                f"{endpoint_name} from {values[endpoint_name].origin} {url_problem}.",
+                "Use an http(s) URL with a host and no credentials, e.g. https://s3.example.com.",
+            )
+        )
+    missing = [
+        name
+        for name in (setting_name(store, "ACCESS_KEY"), setting_name(store, "SECRET_KEY"))
+        if not values[name].value
+    ]
+    if missing:
+        problems.append(
+            Problem(
+                "dual_storage_app.E002",
+                f"The {store} store has no credentials ({' and '.join(missing)} not set).",
+                "Set " + "; ".join(where_to_set(n) for n in missing) + ".",
+            )
+        )
+    provider_name = setting_name(store, "PROVIDER")
+    provider = values[provider_name].value
+    if provider and provider not in PROFILES:
+        problems.append(
+            Problem(
+                "dual_storage_app.E005",
+                f"{provider_name} is {provider!r}, which is not a known provider.",
+                f"Use one of {', '.join(PROFILES)}, or leave it unset to detect it "
+                "from the endpoint.",
+            )
+        )
+    if store == "external":
+        public = values["EXTERNAL_STORAGE_PUBLIC_ENDPOINT"].value
+        if public and (url_problem := _url_problem(public)) is not None:
+            problems.append(
+                Problem(
+                    "dual_storage_app.E004",
+                    f"EXTERNAL_STORAGE_PUBLIC_ENDPOINT {url_problem}.",
+                    "Use the http(s) URL a browser reaches, e.g. https://datasets.example.com; "
+                    "presigned URLs are signed against it.",
+                )
+            )
+    return problems
+
+
+def _bucket_problems(values: Mapping[str, Resolved], *, production: bool) -> list[Problem]:
+    problems: list[Problem] = []
+    seen: dict[tuple[str, str], str] = {}
+    same_server = _same_server(values)
+    for _kind, (store, name) in KIND_BUCKET_SETTING.items():
+        bucket = values[name].value or ""
+        if not _BUCKET_RE.match(bucket) or ".." in bucket:
+            problems.append(
+                Problem(
+                    "dual_storage_app.E006",
+                    f"{name} is {bucket!r}, which is not a valid bucket name.",
+                    "Bucket names are 3-63 characters of lowercase letters, digits, '-' and '.'.",
+                )
+            )
+            continue
+        server = "shared" if same_server else store
+        other = seen.get((server, bucket))
+        if other is None:
+            seen[(server, bucket)] = name
+            continue
+        crosses_stores = other.startswith("INTERNAL") != name.startswith("INTERNAL")
+        problems.append(
+            Problem(
+                "dual_storage_app.E008"
+                if (production or not crosses_stores)
+                else "dual_storage_app.W003",
+                f"{other} and {name} name the same bucket {bucket!r} on the same server.",
+                "Give every artifact kind its own bucket: datasets sharing a bucket with "
+                "internal artifacts puts private objects where presigned links point.",
+                is_error=production or not crosses_stores,
+            )
+        )
+    return problems
+
+
+def _same_server(values: Mapping[str, Resolved]) -> bool:
+    internal = values["INTERNAL_STORAGE_ENDPOINT"].value
+    external = values["EXTERNAL_STORAGE_ENDPOINT"].value
+    return bool(internal) and _server_id(internal) == _server_id(external)
+
+
+def _server_id(url: str | None) -> tuple[str, int | None] | None:
+    try:
+        parts = urlsplit(url or "")
+        return (parts.hostname or "", parts.port)
+    except ValueError:
+        return None
+
+
+def _url_problem(url: str) -> str | None:
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 - raises ValueError on a bad port
+    except ValueError as exc:
+        return f"is not a valid URL ({exc})"
+    if parts.scheme not in ("http", "https"):
+        return f"must start with http:// or https:// (got scheme {parts.scheme!r})"
+    if not parts.hostname:
+        return "has no host"
+    if parts.username or parts.password:
+        return "must not carry credentials in the URL"
+    if parts.query or parts.fragment:
+        return "must not have a query string or fragment"
+    return None
