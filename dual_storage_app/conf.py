@@ -197,7 +197,7 @@ def build_store_config(store: StoreName, values: Mapping[str, Resolved]) -> Stor
         endpoint_url=endpoint.rstrip("/"),
         access_key=get("ACCESS_KEY") or "",
         secret_key=get("SECRET_KEY") or "",
-        region=get("REGION") or provider.default_region,
+        region=get("REGION") or provider.region_for(endpoint),
         provider=provider,
         buckets=buckets,
         public_endpoint_url=(

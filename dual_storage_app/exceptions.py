@@ -7,7 +7,7 @@ reach a message are names, endpoints stripped of credentials, and keys.
 
 from __future__ import annotations
 
-from django.core.exceptions import ImproperlyConfigured
+from django.core.exceptions import ImproperlyConfigured, SuspiciousFileOperation
 
 
 class DualStorageError(Exception):
@@ -31,8 +31,11 @@ class ObjectNotFound(DualStorageError, FileNotFoundError):
     """The object (or the bucket holding it) does not exist."""
 
 
-class InvalidKey(DualStorageError, ValueError):
-    """An object key was refused before any request was sent."""
+class InvalidKey(DualStorageError, ValueError, SuspiciousFileOperation):
+    """An object key was refused before any request was sent.
+
+    Also a ``SuspiciousFileOperation``, so Django answers 400 if one escapes a view.
+    """
 
 
 class InvalidArgument(DualStorageError, ValueError):

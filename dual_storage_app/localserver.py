@@ -178,8 +178,8 @@ class LocalS3Server:
             f"({type(last_error).__name__}); see {self.log_path}."
         )
 
-    def stop(self, timeout: float = 10.0) -> None:
-        """Stop the whole process group: SIGTERM, then SIGKILL after ``timeout``."""
+    def stop(self, timeout: float = 30.0) -> None:
+        """Stop the whole process group gracefully (SeaweedFS takes ~15 s), then SIGKILL."""
         if self.process is None:
             return
         self._signal(signal.SIGTERM)

@@ -6,12 +6,16 @@ A profile is picked per store by ``INTERNAL_STORAGE_PROVIDER`` /
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Literal
 from urllib.parse import urlsplit
 
 from botocore.config import Config
 
+_AWS_REGION_HOST = re.compile(
+    r"^(?:.+\.)?s3[.-](?:dualstack\.)?([a-z]{2}(?:-[a-z]+)+-\d)\.amazonaws\.com$"
+)
 ChecksumMode = Literal["when_required", "when_supported"]
 
 
@@ -29,6 +33,14 @@ class ProviderProfile:
     uniform_part_size: bool
     # We never send ACLs: objects stay private, and R2 rejects most ACL headers.
     sends_acl: bool = False
+
+    def region_for(self, endpoint_url: str) -> str:
+        """The region to sign for when none is set: AWS's is in its host name."""
+        if self.name == "aws":
+            match = _AWS_REGION_HOST.match(urlsplit(endpoint_url).hostname or "")
+            if match:
+                return match.group(1)
+        return self.default_region
 
     def botocore_config(
         self, *, max_pool_connections: int, connect_timeout: float, read_timeout: float

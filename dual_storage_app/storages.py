@@ -14,19 +14,38 @@ against the public endpoint.
 
 from __future__ import annotations
 
+import tempfile
+from datetime import datetime
 from typing import Any, ClassVar
 
+from django.conf import settings
 from django.core.files.base import File
+from django.utils import timezone
 from django.utils.deconstruct import deconstructible
 from storages.backends.s3 import S3Storage
 
 from .client import dual_storage
-from .conf import KIND_BUCKET_SETTING, ArtifactKind, StoreName, build_store_config, resolve
-from .exceptions import ConfigurationError, NoPublicURL
+from .conf import KIND_BUCKET_SETTING, ArtifactKind, StoreName, resolve
+from .exceptions import ConfigurationError, NoPublicURL, ObjectNotFound
 from .keys import validate_key
-from .store import MiB, Store, transfer_config
+from .store import MiB, Store
 
 _SPOOL_TO_DISK_AFTER = 8 * MiB  # opened files spill to a temp file beyond this
+# Connection settings come from DUAL_STORAGE / the environment, never from options.
+_REFUSED_OPTIONS = frozenset(
+    {
+        "bucket_name",
+        "endpoint_url",
+        "access_key",
+        "secret_key",
+        "security_token",
+        "session_profile",
+        "region_name",
+        "default_acl",
+        "custom_domain",
+        "location",
+    }
+)
 
 
 class _DualStorage(S3Storage):  # type: ignore[misc]
@@ -42,61 +61,89 @@ class _DualStorage(S3Storage):  # type: ignore[misc]
                 f"{type(self).__name__} holds {', '.join(kinds)}, not {self.kind!r}.",
                 store=self.store_name,
             )
-        # Resolve without validating: a misconfiguration is reported by `manage.py check`
-        # and raised on first use, never at import time.
-        config = build_store_config(self.store_name, resolve())
-        defaults: dict[str, Any] = {
-            "bucket_name": config.buckets[self.kind],
-            "endpoint_url": config.endpoint_url or None,
-            "access_key": config.access_key or None,
-            "secret_key": config.secret_key or None,
-            "region_name": config.region,
-            "addressing_style": config.provider.addressing_style,
-            "client_config": config.provider.botocore_config(
-                max_pool_connections=32, connect_timeout=5, read_timeout=60
-            ),
-            "transfer_config": transfer_config(),
-            "default_acl": None,
-            "file_overwrite": False,
-            "querystring_auth": True,
-            "max_memory_size": _SPOOL_TO_DISK_AFTER,
-        }
+        refused = sorted(_REFUSED_OPTIONS & set(options))
+        if refused:
+            raise ConfigurationError(
+                f"{type(self).__name__} does not take {', '.join(refused)}: endpoints, "
+                "credentials and buckets come from DUAL_STORAGE or the environment.",
+                store=self.store_name,
+            )
+        defaults = {"file_overwrite": False, "querystring_auth": True, "default_acl": None}
         super().__init__(**{**defaults, **options})
+        # Informational only (resolved without validation, so imports never fail); every
+        # operation asks the shared client for the current store and bucket.
+        self.bucket_name = resolve()[KIND_BUCKET_SETTING[self.kind][1]].value
 
     def __repr__(self) -> str:
-        return f"<{type(self).__name__} kind={self.kind!r} bucket={self.bucket_name!r}>"
+        return f"<{type(self).__name__} kind={self.kind!r}>"
 
-    @property
-    def store(self) -> Store:
-        """The shared store client (one boto3 client per store per process)."""
-        return dual_storage.store(self.store_name)
+    def _target(self, name: str) -> tuple[Store, str, str]:
+        """The shared store, its bucket for this kind, and the validated key."""
+        store, bucket = dual_storage.locate(self.kind)
+        return store, bucket, validate_key(str(name), store=self.store_name, bucket=bucket)
 
-    def _key(self, name: str) -> str:
-        return validate_key(str(name), store=self.store_name, bucket=self.bucket_name)
+    def save(self, name: str | None, content: Any, max_length: int | None = None) -> str:
+        # Our key rules run before Django's own name checks, so every entry point
+        # refuses a bad name with the same InvalidKey.
+        self._target(name if name is not None else getattr(content, "name", ""))
+        return super().save(name, content, max_length)  # type: ignore[no-any-return]
 
     def _save(self, name: str, content: File[Any]) -> str:
-        key = self._key(name)
+        store, bucket, key = self._target(name)
         if content.seekable():
             content.seek(0)
-        self.store.upload(
-            self.bucket_name, key, content, content_type=getattr(content, "content_type", None)
-        )
+        store.upload(bucket, key, content, content_type=getattr(content, "content_type", None))
         return key
 
     def _open(self, name: str, mode: str = "rb") -> File[Any]:
-        return super()._open(self._key(name), mode)  # type: ignore[no-any-return]
+        """Read-only: the object streams into a spooled temp file (disk beyond 8 MiB).
+
+        Writing through an open file is refused, because django-storages' ``S3File``
+        completes a multipart upload even after an exception; use ``save()``.
+        """
+        if set(mode) & set("wax+"):
+            raise ValueError(f"{type(self).__name__} opens files read-only; use save().")
+        store, bucket, key = self._target(name)
+        spool = tempfile.SpooledTemporaryFile(max_size=_SPOOL_TO_DISK_AFTER)  # noqa: SIM115
+        try:
+            store.read_into(bucket, key, spool)  # type: ignore[arg-type]
+        except BaseException:
+            spool.close()
+            raise
+        spool.seek(0)
+        return File(spool, name=key)
 
     def exists(self, name: str) -> bool:
-        return self.store.exists(self.bucket_name, self._key(name))
+        store, bucket, key = self._target(name)
+        return store.exists(bucket, key)
 
     def delete(self, name: str) -> None:
-        self.store.delete(self.bucket_name, self._key(name))
+        store, bucket, key = self._target(name)
+        store.delete(bucket, key)
 
     def size(self, name: str) -> int:
-        return self.store.head(self.bucket_name, self._key(name)).size
+        store, bucket, key = self._target(name)
+        return store.head(bucket, key).size
+
+    def get_modified_time(self, name: str) -> datetime:
+        store, bucket, key = self._target(name)
+        modified = store.head(bucket, key).last_modified
+        if modified is None:  # pragma: no cover - every S3 server sends Last-Modified
+            raise ObjectNotFound(f"No modification time for {key!r}.", store=self.store_name)
+        return modified if settings.USE_TZ else timezone.make_naive(modified)
+
+    def listdir(self, path: str) -> tuple[list[str], list[str]]:
+        store, bucket = dual_storage.locate(self.kind)
+        prefix = (
+            f"{validate_key(path.rstrip('/'), store=self.store_name, bucket=bucket)}/"
+            if path
+            else ""
+        )
+        return store.list_dir(bucket, prefix)
 
     def get_available_name(self, name: str, max_length: int | None = None) -> str:
-        return super().get_available_name(self._key(name), max_length)  # type: ignore[no-any-return]
+        self._target(name)
+        return super().get_available_name(name, max_length)  # type: ignore[no-any-return]
 
 
 @deconstructible
@@ -111,7 +158,6 @@ class InternalStorage(_DualStorage):
             f"{name!r} is on the internal store, which browsers must never reach; "
             "stream it through the backend instead.",
             store=self.store_name,
-            bucket=self.bucket_name,
             key=name,
         )
 
@@ -132,10 +178,9 @@ class ExternalStorage(_DualStorage):
     ) -> str:
         if http_method not in (None, "GET"):
             raise NoPublicURL(f"Only GET links are issued, not {http_method}.", store="external")
+        store, bucket, key = self._target(name)
         expiration = self.querystring_expire if expire is None else expire
-        return self.store.presign_get(
-            self.bucket_name, self._key(name), expiration, extra=parameters
-        )
+        return store.presign_get(bucket, key, expiration, extra=parameters)
 
 
 def weights_storage() -> InternalStorage:

@@ -9,14 +9,16 @@ not thread-safe).
 
 from __future__ import annotations
 
+import builtins
 import mimetypes
 import threading
 from collections.abc import Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 import boto3
 from boto3.s3.transfer import TransferConfig
+from botocore.config import Config
 
 from ._errors import describe, translated
 from ._streams import HashingReader, HashingWriter, Readable, atomic_destination
@@ -87,19 +89,18 @@ class Store:
                     self._client = self._make_client(self.config.endpoint_url)
         return self._client
 
-    def _make_client(self, endpoint_url: str) -> S3Client:
+    def _make_client(self, endpoint_url: str, *, path_style: bool = False) -> S3Client:
         session = boto3.session.Session(
             aws_access_key_id=self.config.access_key,
             aws_secret_access_key=self.config.secret_key,
             region_name=self.config.region,
         )
-        return session.client(
-            "s3",
-            endpoint_url=endpoint_url,
-            config=self.config.provider.botocore_config(
-                max_pool_connections=32, connect_timeout=5, read_timeout=60
-            ),
+        config = self.config.provider.botocore_config(
+            max_pool_connections=32, connect_timeout=5, read_timeout=60
         )
+        if path_style:
+            config = config.merge(Config(s3={"addressing_style": "path"}))
+        return session.client("s3", endpoint_url=endpoint_url, config=config)
 
     def _presigner(self) -> S3Client:
         """A client signing against the public endpoint; signing makes no request."""
@@ -109,7 +110,8 @@ class Store:
         if self._presign_client is None:
             with self._lock:
                 if self._presign_client is None:
-                    self._presign_client = self._make_client(public)
+                    # A custom public host serves /bucket/key; never prepend the bucket.
+                    self._presign_client = self._make_client(public, path_style=True)
         return self._presign_client
 
     # -- operations ------------------------------------------------------------
@@ -170,17 +172,28 @@ class Store:
         """
         key = validate_key(key, store=self.name, bucket=bucket)
         with atomic_destination(Path(dest)) as tmp_file:
-            writer = HashingWriter(tmp_file)
-            with translated(self.config, "download", bucket, key):
-                self.client.download_fileobj(bucket, key, writer, Config=self._transfer_config)
-            if expected_sha256 is not None and writer.sha256 != expected_sha256.lower():
+            result = self.read_into(bucket, key, tmp_file)
+            if expected_sha256 is not None and result.sha256 != expected_sha256.lower():
                 raise IntegrityError(
                     f"Download from the {describe(self.config, bucket, key)} has SHA-256 "
-                    f"{writer.sha256}, expected {expected_sha256}; nothing was written.",
+                    f"{result.sha256}, expected {expected_sha256}; nothing was written.",
                     store=self.name,
                     bucket=bucket,
                     key=key,
                 )
+        return result
+
+    def read_into(self, bucket: str, key: str, sink: BinaryIO) -> TransferResult:
+        """Stream ``bucket/key`` into ``sink`` in order (ranged GETs in parallel)."""
+        key = validate_key(key, store=self.name, bucket=bucket)
+        writer = HashingWriter(sink)
+        with translated(self.config, "download", bucket, key):
+            self.client.download_fileobj(
+                bucket,
+                key,
+                writer,  # type: ignore[arg-type]
+                Config=self._transfer_config,
+            )
         return TransferResult(self.name, bucket, key, writer.size, writer.sha256, "")
 
     def get_bytes(self, bucket: str, key: str) -> bytes:
@@ -234,6 +247,19 @@ class Store:
                         etag=entry.get("ETag", "").strip('"'),
                         last_modified=entry.get("LastModified"),
                     )
+
+    def list_dir(self, bucket: str, prefix: str) -> tuple[builtins.list[str], builtins.list[str]]:
+        """Django's ``listdir``: immediate sub-"directories" and files under ``prefix``."""
+        directories: builtins.list[str] = []
+        files: builtins.list[str] = []
+        paginator = self.client.get_paginator("list_objects_v2")
+        with translated(self.config, "list", bucket, prefix or None):
+            for page in paginator.paginate(Bucket=bucket, Prefix=prefix, Delimiter="/"):
+                directories += [
+                    p["Prefix"][len(prefix) :].rstrip("/") for p in page.get("CommonPrefixes", [])
+                ]
+                files += [e["Key"][len(prefix) :] for e in page.get("Contents", [])]
+        return directories, files
 
     def presign_get(
         self, bucket: str, key: str, expiration: int, *, extra: dict[str, Any] | None = None

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
+from botocore.config import Config
 from django.core.exceptions import ImproperlyConfigured
-from pytest_django.fixtures import SettingsWrapper
+from pytest_django import Settings as SettingsWrapper
 
 from dual_storage_app.conf import (
     DEFAULTS,
@@ -196,8 +199,12 @@ def test_legacy_variables_configure_both_stores() -> None:
 
 def test_new_variables_win_over_legacy() -> None:
     config = load_config(
-        environ={**LEGACY_ENV, **FULL_ENV, "S3_BUCKET_DATASETS": "old-datasets",
-                 "EXTERNAL_BUCKET_DATASETS": "new-datasets"}
+        environ={
+            **LEGACY_ENV,
+            **FULL_ENV,
+            "S3_BUCKET_DATASETS": "old-datasets",
+            "EXTERNAL_BUCKET_DATASETS": "new-datasets",
+        }
     )
     assert config.internal.endpoint_url == "http://minio.internal:9000"
     assert config.internal.secret_key == INTERNAL_SECRET
@@ -293,37 +300,49 @@ def test_unknown_explicit_provider_is_a_configuration_error() -> None:
         load_config(environ={**FULL_ENV, "INTERNAL_STORAGE_PROVIDER": "gcs"})
 
 
+def options(config: Config) -> dict[str, Any]:
+    """The options a botocore ``Config`` was built with (its stubs declare none of them)."""
+    names = (
+        "request_checksum_calculation",
+        "response_checksum_validation",
+        "retries",
+        "signature_version",
+        "s3",
+    )
+    return {name: getattr(config, name) for name in names}
+
+
 @pytest.mark.parametrize("provider", ["minio", "r2"])
 def test_s3_compatible_providers_send_checksums_only_when_required(provider: str) -> None:
-    config = PROFILES[provider].botocore_config(
-        max_pool_connections=4, connect_timeout=1, read_timeout=1
+    config = options(
+        PROFILES[provider].botocore_config(
+            max_pool_connections=4, connect_timeout=1, read_timeout=1
+        )
     )
-    assert config.request_checksum_calculation == "when_required"
-    assert config.response_checksum_validation == "when_required"
-    assert config.retries is not None
-    assert config.retries["mode"] == "standard"
-    assert config.signature_version == "s3v4"
+    assert config["request_checksum_calculation"] == "when_required"
+    assert config["response_checksum_validation"] == "when_required"
+    assert config["retries"]["mode"] == "standard"
+    assert config["signature_version"] == "s3v4"
+    assert config["s3"] == {"addressing_style": "path"}
 
 
 def test_aws_profile_keeps_default_checksums_and_standard_retries() -> None:
-    config = PROFILES["aws"].botocore_config(
-        max_pool_connections=4, connect_timeout=1, read_timeout=1
+    config = options(
+        PROFILES["aws"].botocore_config(max_pool_connections=4, connect_timeout=1, read_timeout=1)
     )
-    assert config.request_checksum_calculation == "when_supported"
-    assert config.retries is not None
-    assert config.retries["mode"] == "standard"
-    assert config.s3 == {"addressing_style": "virtual"}
+    assert config["request_checksum_calculation"] == "when_supported"
+    assert config["retries"]["mode"] == "standard"
+    assert config["s3"] == {"addressing_style": "virtual"}
 
 
 def test_built_boto3_clients_carry_the_provider_config() -> None:
     """The botocore config reaches the real (lazily built, request-free) clients."""
     config = load_config(environ=FULL_ENV)
     for store_config in (config.internal, config.external):
-        client_config = Store(store_config).client.meta.config
-        assert client_config.request_checksum_calculation == "when_required"
-        assert client_config.response_checksum_validation == "when_required"
-        assert client_config.retries is not None
-        assert client_config.retries["mode"] == "standard"
+        client_config = options(Store(store_config).client.meta.config)
+        assert client_config["request_checksum_calculation"] == "when_required"
+        assert client_config["response_checksum_validation"] == "when_required"
+        assert client_config["retries"]["mode"] == "standard"
     assert Store(config.external).client.meta.region_name == "auto"
 
 

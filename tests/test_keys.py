@@ -16,7 +16,7 @@ SEGMENT_255_MULTIBYTE = "é" * 127 + "a"  # 254 + 1 bytes
 SEGMENT_256_ASCII = "s" * 256
 SEGMENT_256_MULTIBYTE = "é" * 128  # 2 bytes each
 # 1,025 bytes made of valid multibyte segments (each 201 bytes, under the segment limit).
-KEY_1025_MULTIBYTE = "/".join(["é" * 100 + "x"] * 5) + "/" + "y" * 16
+KEY_1025_MULTIBYTE = "/".join(["é" * 100 + "x"] * 5) + "/" + "y" * 15
 
 
 def test_length_fixtures_have_the_intended_sizes() -> None:

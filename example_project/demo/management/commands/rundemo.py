@@ -91,7 +91,7 @@ class Command(BaseCommand):
                 config.endpoint_url,
                 config.access_key,
                 config.secret_key,
-                Path(settings.DUAL_STORAGE_LOCAL_DATA_DIR),
+                Path(getattr(settings, "DUAL_STORAGE_LOCAL_DATA_DIR", "var/seaweedfs")),
             )
             self.stdout.write(
                 f"Starting the embedded S3 server (SeaweedFS) on {config.endpoint_url} ..."
