@@ -1,0 +1,51 @@
+"""Management commands shipped with the app, on the real servers."""
+
+from __future__ import annotations
+
+from io import StringIO
+
+import pytest
+from django.core.management import CommandError, call_command
+from pytest_django import Settings as SettingsWrapper
+
+from dual_storage_app.client import DualStorageClient
+from dual_storage_app.localserver import LocalS3Server
+from tests.conftest import INTERNAL_SECRET, real_settings
+
+pytestmark = pytest.mark.real_s3
+
+
+def test_createbuckets_is_idempotent(real_storage: DualStorageClient) -> None:
+    out = StringIO()
+    call_command("dualstorage_createbuckets", stdout=out)
+    lines = out.getvalue().splitlines()
+    assert sorted(lines) == sorted(
+        f"{bucket}: already exists"
+        for bucket in (
+            "model-weights",
+            "training-checkpoints",
+            "config-schemas",
+            "training-datasets",
+        )
+    )
+
+
+def test_createbuckets_creates_missing_buckets(
+    s3_servers: dict[str, LocalS3Server], settings: SettingsWrapper
+) -> None:
+    settings.DUAL_STORAGE = real_settings(
+        s3_servers, INTERNAL_BUCKET_SCHEMAS="schemas-created-by-cmd"
+    )
+    out = StringIO()
+    call_command("dualstorage_createbuckets", stdout=out, no_color=True)
+    assert "schemas-created-by-cmd: created" in out.getvalue()
+
+
+def test_createbuckets_wrong_secret_is_a_command_error(
+    s3_servers: dict[str, LocalS3Server], settings: SettingsWrapper
+) -> None:
+    settings.DUAL_STORAGE = real_settings(s3_servers, INTERNAL_STORAGE_SECRET_KEY="bad-secret-x")
+    with pytest.raises(CommandError) as caught:
+        call_command("dualstorage_createbuckets", stdout=StringIO())
+    assert "internal store" in str(caught.value)
+    assert "bad-secret-x" not in str(caught.value) and INTERNAL_SECRET not in str(caught.value)

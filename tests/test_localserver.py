@@ -1,0 +1,91 @@
+"""The embedded SeaweedFS server: loopback only, keys enforced, data kept across restarts."""
+
+from __future__ import annotations
+
+import io
+import socket
+from pathlib import Path
+
+import pytest
+
+from dual_storage_app.client import DualStorageClient
+from dual_storage_app.localserver import (
+    LOOPBACK,
+    LocalS3Server,
+    embedded_server_for,
+    free_port_pair,
+    is_listening,
+)
+
+pytestmark = pytest.mark.real_s3
+
+
+def overrides_for(server: LocalS3Server) -> dict[str, str]:
+    return {
+        f"{store}_STORAGE_{suffix}": value
+        for store in ("INTERNAL", "EXTERNAL")
+        for suffix, value in (
+            ("ENDPOINT", server.endpoint_url),
+            ("ACCESS_KEY", server.access_key),
+            ("SECRET_KEY", server.secret_key),
+        )
+    }
+
+
+def test_data_survives_a_restart(s3_servers: object, tmp_path: Path) -> None:
+    server = LocalS3Server(data_dir=tmp_path, s3_port=free_port_pair(), secret_key="restart-secret")
+    with server:
+        client = DualStorageClient(overrides=overrides_for(server))
+        assert client.create_buckets()["model-weights"] is True
+        client.upload_schema("kept", b'{"kept": 1}')
+    assert not is_listening(server.s3_port)
+    with server:
+        client = DualStorageClient(overrides=overrides_for(server))
+        assert client.create_buckets()["model-weights"] is False
+        assert client.get_schema("kept") == b'{"kept": 1}'
+
+
+def test_every_listener_is_on_loopback(s3_servers: dict[str, LocalS3Server]) -> None:
+    server = s3_servers["internal"]
+    assert server.process is not None
+    ports = [server.s3_port, server.master_port, server.volume_port, server.filer_port]
+    for port in ports:
+        assert port is not None and is_listening(port)
+        # Nothing answers on a non-loopback address of this machine.
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+            probe.settimeout(0.5)
+            assert probe.connect_ex(("127.0.0.2", port)) != 0 or LOOPBACK == "127.0.0.2"
+
+
+def test_port_in_use_is_a_clear_error(s3_servers: dict[str, LocalS3Server], tmp_path: Path) -> None:
+    busy = s3_servers["internal"].s3_port
+    with pytest.raises(RuntimeError, match=f"Port {busy} .* already in use"):
+        LocalS3Server(data_dir=tmp_path, s3_port=busy).start()
+
+
+def test_identity_file_is_private(s3_servers: dict[str, LocalS3Server]) -> None:
+    identities = s3_servers["external"].data_dir / "s3-identities.json"
+    assert identities.stat().st_mode & 0o077 == 0
+
+
+@pytest.mark.parametrize(
+    "endpoint", ["https://localhost:30900", "http://minio.internal:9000", "http://localhost"]
+)
+def test_embedded_server_only_serves_local_http(endpoint: str, tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="only serves http://localhost"):
+        embedded_server_for(endpoint, "a", "b", tmp_path)
+
+
+def test_repr_hides_the_secret(tmp_path: Path) -> None:
+    server = LocalS3Server(data_dir=tmp_path, secret_key="repr-secret-123")
+    assert "repr-secret-123" not in repr(server)
+
+
+def test_raw_put_with_wrong_key_is_refused(s3_servers: dict[str, LocalS3Server]) -> None:
+    server = s3_servers["internal"]
+    impostor = LocalS3Server(
+        data_dir=server.data_dir, s3_port=server.s3_port, secret_key="not-the-secret"
+    )
+    raw = impostor.client()
+    with pytest.raises(Exception, match=r"SignatureDoesNotMatch|InvalidAccessKeyId"):
+        raw.put_object(Bucket="model-weights", Key="x", Body=io.BytesIO(b"x"))  # type: ignore[attr-defined]
