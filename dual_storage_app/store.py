@@ -10,6 +10,7 @@ not thread-safe).
 from __future__ import annotations
 
 import builtins
+import functools
 import mimetypes
 import threading
 from collections.abc import Iterator
@@ -48,6 +49,15 @@ def transfer_config() -> TransferConfig:
     config.max_in_memory_upload_chunks = 6
     config.max_in_memory_download_chunks = 6
     return config
+
+
+_SESSION_LOCK = threading.Lock()
+
+
+@functools.cache
+def _shared_session() -> boto3.session.Session:
+    """One credential-less session, so botocore loads the S3 model once per process."""
+    return boto3.session.Session()
 
 
 def validate_expiry(expiration: object) -> int:
@@ -90,17 +100,20 @@ class Store:
         return self._client
 
     def _make_client(self, endpoint_url: str, *, path_style: bool = False) -> S3Client:
-        session = boto3.session.Session(
-            aws_access_key_id=self.config.access_key,
-            aws_secret_access_key=self.config.secret_key,
-            region_name=self.config.region,
-        )
         config = self.config.provider.botocore_config(
             max_pool_connections=32, connect_timeout=5, read_timeout=60
         )
         if path_style:
             config = config.merge(Config(s3={"addressing_style": "path"}))
-        return session.client("s3", endpoint_url=endpoint_url, config=config)
+        with _SESSION_LOCK:  # boto3 sessions are not thread-safe; clients are
+            return _shared_session().client(
+                "s3",
+                endpoint_url=endpoint_url,
+                aws_access_key_id=self.config.access_key,
+                aws_secret_access_key=self.config.secret_key,
+                region_name=self.config.region,
+                config=config,
+            )
 
     def _presigner(self) -> S3Client:
         """A client signing against the public endpoint; signing makes no request."""
