@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -82,3 +83,37 @@ def test_check_passes_on_the_example_settings() -> None:
     )
     assert result.returncode == 0, result.stderr
     assert "System check identified no issues" in result.stdout
+
+
+def test_localserver_command_serves_until_interrupted(tmp_path: Path) -> None:
+    port = free_port_pair()
+    env = clean_env()
+    endpoint = f"http://localhost:{port}"
+    env.update(
+        INTERNAL_STORAGE_ENDPOINT=endpoint,
+        EXTERNAL_STORAGE_ENDPOINT=endpoint,
+        DUAL_STORAGE_LOCAL_DATA_DIR=str(tmp_path / "seaweedfs"),
+    )
+    process = subprocess.Popen(
+        [sys.executable, "manage.py", "dualstorage_localserver"],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert process.stdout is not None
+    lines: list[str] = []
+    for line in process.stdout:
+        lines.append(line)
+        if "Press Ctrl-C" in line:
+            break
+    assert is_listening(port)
+    process.send_signal(signal.SIGINT)
+    out, err = process.communicate(timeout=30)
+    text = "".join(lines) + out
+    assert process.returncode == 0, err
+    assert f"S3 server on http://127.0.0.1:{port}" in text
+    assert "bucket training-datasets: created" in text
+    assert "S3 server stopped." in text
+    assert not is_listening(port)
