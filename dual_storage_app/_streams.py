@@ -92,8 +92,64 @@ def atomic_destination(dest: Path) -> Iterator[BinaryIO]:
         with os.fdopen(fd, "wb") as tmp_file:
             yield tmp_file
             tmp_file.flush()
+            # mkstemp makes 0600; give the file the mode a plain open() would have.
+            os.fchmod(tmp_file.fileno(), _default_file_mode(dest))
             os.fsync(tmp_file.fileno())
         os.replace(tmp_path, dest)
+        _fsync_directory(dest.parent)
     except BaseException:
         tmp_path.unlink(missing_ok=True)
         raise
+
+
+def _read_umask() -> int:
+    # Read once at import: os.umask() can only be read by setting it, which is not
+    # thread-safe while downloads run.
+    umask = os.umask(0o022)
+    os.umask(umask)
+    return umask
+
+
+_UMASK = _read_umask()
+
+
+def _default_file_mode(dest: Path) -> int:
+    """The existing destination's mode, else 0666 minus the process umask."""
+    try:
+        return dest.stat().st_mode & 0o777
+    except FileNotFoundError:
+        return 0o666 & ~_UMASK
+
+
+def source_size(source: object) -> int | None:
+    """Bytes left to read in ``source``, when that can be known without reading it."""
+    size = getattr(source, "size", None)  # Django File / UploadedFile
+    if isinstance(size, int):
+        tell = getattr(source, "tell", None)
+        return size - (tell() if callable(tell) else 0)
+    fileno = getattr(source, "fileno", None)
+    try:
+        if callable(fileno):
+            return int(os.fstat(fileno()).st_size - source.tell())  # type: ignore[attr-defined]
+        if getattr(source, "seekable", lambda: False)():
+            position = source.tell()  # type: ignore[attr-defined]
+            end = source.seek(0, os.SEEK_END)  # type: ignore[attr-defined]
+            source.seek(position)  # type: ignore[attr-defined]
+            return int(end - position)
+    except (OSError, ValueError, AttributeError):
+        return None
+    return None
+
+
+def _fsync_directory(directory: Path) -> None:
+    """Make the rename durable (best effort: not every filesystem allows it)."""
+    try:
+        fd = os.open(directory, os.O_RDONLY)
+    except OSError:  # pragma: no cover - e.g. a directory we may not open
+        return
+    try:
+        os.fsync(fd)
+    except OSError:  # pragma: no cover
+        pass
+    finally:
+        os.close(fd)

@@ -4,7 +4,7 @@ Ids are stable: E001 missing endpoint, E002 missing credentials, E003 bad endpoi
 E004 bad public endpoint, E005 unknown provider, E006 bad bucket name, E007 bad
 ``DUAL_STORAGE`` setting, E008 two kinds share one bucket; W001 legacy variables in use,
 W002 one endpoint for both stores in production, W003 internal and external kinds share a
-bucket (an error when DEBUG is off). Probing the stores is ``manage.py dualstorage_check``'s job.
+bucket (an error when DEBUG is off). Probing the stores belongs in a management command.
 """
 
 from __future__ import annotations

@@ -9,7 +9,10 @@ of these that is set (not missing, not empty) wins:
 3. the environment variable ``name`` (the seed's ``.env`` names);
 4. the legacy environment variable in :data:`LEGACY_FALLBACKS` (``AWS_S3_ENDPOINT_URL``,
    ``AWS_ACCESS_KEY_ID``, ``AWS_SECRET_ACCESS_KEY`` configure *both* stores;
-   ``S3_BUCKET_DATASETS`` names the datasets bucket);
+   ``S3_BUCKET_DATASETS`` names the datasets bucket). A store's endpoint, access key and
+   secret key fall back *together*: once any of the three is set by a higher level, the
+   legacy variables are ignored for that store, so a forgotten secret is reported instead
+   of silently borrowed from ``AWS_SECRET_ACCESS_KEY``;
 5. the default in :data:`DEFAULTS`.
 
 Reading settings never touches the network. Problems are found by :mod:`.validation`
@@ -65,6 +68,14 @@ KIND_BUCKET_SETTING: dict[ArtifactKind, tuple[StoreName, str]] = {
     "datasets": ("external", "EXTERNAL_BUCKET_DATASETS"),
 }
 STORE_NAMES: tuple[StoreName, ...] = ("internal", "external")
+# Connection settings that fall back to the legacy variables only as a group.
+_CONNECTION_GROUPS: dict[str, tuple[str, ...]] = {
+    f"{store}_STORAGE_{suffix}": tuple(
+        f"{store}_STORAGE_{member}" for member in ("ENDPOINT", "ACCESS_KEY", "SECRET_KEY")
+    )
+    for store in ("INTERNAL", "EXTERNAL")
+    for suffix in ("ENDPOINT", "ACCESS_KEY", "SECRET_KEY")
+}
 
 
 @dataclass(frozen=True)
@@ -72,8 +83,12 @@ class Resolved:
     """One setting's value and where it came from (for messages and checks)."""
 
     name: str
-    value: str | None
+    value: str | None = field(repr=False)
     origin: str
+
+    def __repr__(self) -> str:
+        shown = "'***'" if self.name.endswith("_KEY") and self.value else repr(self.value)
+        return f"Resolved(name={self.name!r}, value={shown}, origin={self.origin!r})"
 
 
 def setting_name(store: StoreName, suffix: str) -> str:
@@ -103,15 +118,21 @@ def resolve(
         )
     environ = os.environ if environ is None else environ
     from_django = django_overrides()
+    higher_levels = (overrides, from_django, environ)
+
+    def set_above_legacy(name: str) -> bool:
+        return any(level.get(name) not in (None, "") for level in higher_levels)
+
     resolved: dict[str, Resolved] = {}
     for name, default in DEFAULTS.items():
         legacy = LEGACY_FALLBACKS.get(name)
+        group = _CONNECTION_GROUPS.get(name, (name,))
         candidates: list[tuple[object, str]] = [
             (overrides.get(name), "explicit overrides"),
             (from_django.get(name), f"settings.{SETTINGS_KEY}[{name!r}]"),
             (environ.get(name), f"environment variable {name}"),
         ]
-        if legacy:
+        if legacy and not any(set_above_legacy(member) for member in group):
             candidates.append((environ.get(legacy), f"legacy environment variable {legacy}"))
         candidates.append((default, "default"))
         value, origin = next(

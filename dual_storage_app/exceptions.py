@@ -54,8 +54,12 @@ class IntegrityError(DualStorageError):
     """Bytes read back do not match what was recorded at upload."""
 
 
-class NoPublicURL(DualStorageError):
-    """Internal objects never get a URL that a browser could follow to the private store."""
+class NoPublicURL(DualStorageError, AttributeError):
+    """Internal objects never get a URL that a browser could follow to the private store.
+
+    Also an ``AttributeError``, so Django's file widgets (``getattr(value, "url", False)``)
+    render an internal file without a link instead of failing.
+    """
 
 
 class ConfigurationError(DualStorageError, ImproperlyConfigured):

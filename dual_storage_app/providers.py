@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 from urllib.parse import urlsplit
 
 from botocore.config import Config
@@ -41,6 +41,12 @@ class ProviderProfile:
             if match:
                 return match.group(1)
         return self.default_region
+
+    def create_bucket_args(self, region: str) -> dict[str, Any]:
+        """Extra CreateBucket arguments: AWS wants the region outside us-east-1."""
+        if self.name == "aws" and region != "us-east-1":
+            return {"CreateBucketConfiguration": {"LocationConstraint": region}}
+        return {}
 
     def botocore_config(
         self, *, max_pool_connections: int, connect_timeout: float, read_timeout: float

@@ -22,7 +22,7 @@ from boto3.s3.transfer import TransferConfig
 from botocore.config import Config
 
 from ._errors import describe, translated
-from ._streams import HashingReader, HashingWriter, Readable, atomic_destination
+from ._streams import HashingReader, HashingWriter, Readable, atomic_destination, source_size
 from .conf import StoreConfig
 from .exceptions import IntegrityError, InvalidArgument, ObjectNotFound
 from .keys import validate_key
@@ -36,18 +36,33 @@ MAX_PRESIGN_SECONDS = 7 * 24 * 3600  # SigV4's limit; botocore does not enforce 
 DEFAULT_CONTENT_TYPE = "application/octet-stream"
 
 
-def transfer_config() -> TransferConfig:
-    """Multipart settings shared by every transfer (memory stays ~ chunks x chunksize)."""
+PART_SIZE = 16 * MiB
+MAX_PARTS = 10_000
+_IN_MEMORY_BUDGET = 96 * MiB  # parts buffered at once, whatever the part size
+
+
+def transfer_config(size: int | None = None) -> TransferConfig:
+    """Multipart settings for a transfer of ``size`` bytes (``None``: unknown).
+
+    Parts are 16 MiB, grown in whole MiB when ``size`` would need more than 10,000 of
+    them; memory stays within about 96 MiB of buffered parts. A stream of unknown size
+    can therefore carry at most 16 MiB x 10,000 (156 GiB).
+    """
+    part_size = PART_SIZE
+    if size is not None and size > PART_SIZE * MAX_PARTS:
+        smallest = -(-size // MAX_PARTS)  # ceil(size / MAX_PARTS)
+        part_size = -(-smallest // MiB) * MiB  # rounded up to a whole MiB
     config = TransferConfig(
-        multipart_threshold=16 * MiB,
-        multipart_chunksize=16 * MiB,
+        multipart_threshold=PART_SIZE,
+        multipart_chunksize=part_size,
         max_concurrency=8,
         use_threads=True,
         # The CRT client ignores endpoint_url and would talk to AWS (boto3 #4839).
         preferred_transfer_client="classic",
     )
-    config.max_in_memory_upload_chunks = 6
-    config.max_in_memory_download_chunks = 6
+    in_memory = max(2, _IN_MEMORY_BUDGET // part_size)
+    config.max_in_memory_upload_chunks = in_memory
+    config.max_in_memory_download_chunks = in_memory
     return config
 
 
@@ -60,16 +75,29 @@ def _shared_session() -> boto3.session.Session:
     return boto3.session.Session()
 
 
-def validate_expiry(expiration: object) -> int:
+def validate_expiry(
+    expiration: object,
+    *,
+    store: str | None = None,
+    bucket: str | None = None,
+    key: str | None = None,
+) -> int:
     """Presign lifetime in seconds: an int from 1 s to 7 days."""
+    where = f" for {store} store, bucket {bucket!r}, key {key!r}" if store else ""
     if isinstance(expiration, bool) or not isinstance(expiration, int):
         raise InvalidArgument(
-            f"Presign expiration must be an int number of seconds, not {expiration!r}."
+            f"Presign expiration{where} must be an int number of seconds, not {expiration!r}.",
+            store=store,
+            bucket=bucket,
+            key=key,
         )
     if not 1 <= expiration <= MAX_PRESIGN_SECONDS:
         raise InvalidArgument(
-            f"Presign expiration {expiration} s is out of range: "
-            f"use 1 to {MAX_PRESIGN_SECONDS} seconds (7 days)."
+            f"Presign expiration {expiration} s{where} is out of range: "
+            f"use 1 to {MAX_PRESIGN_SECONDS} seconds (7 days).",
+            store=store,
+            bucket=bucket,
+            key=key,
         )
     return expiration
 
@@ -144,6 +172,7 @@ class Store:
         """
         key = validate_key(key, store=self.name, bucket=bucket)
         content_type = content_type or mimetypes.guess_type(key)[0] or DEFAULT_CONTENT_TYPE
+        size = source_size(source)
         reader = HashingReader(source)
         with translated(self.config, "upload", bucket, key):
             self.client.upload_fileobj(
@@ -151,7 +180,7 @@ class Store:
                 bucket,
                 key,
                 ExtraArgs={"ContentType": content_type},
-                Config=self._transfer_config,
+                Config=self._transfer_config if size is None else transfer_config(size),
             )
         info = self.head(bucket, key)
         if info.size != reader.size:
@@ -279,11 +308,20 @@ class Store:
     ) -> str:
         """A presigned GET URL, signed against the public endpoint. No network request."""
         key = validate_key(key, store=self.name, bucket=bucket)
-        expiration = validate_expiry(expiration)
+        expiration = validate_expiry(expiration, store=self.name, bucket=bucket, key=key)
+        refused = sorted(name for name in (extra or {}) if not name.startswith("Response"))
+        if refused:
+            raise InvalidArgument(
+                f"Presign parameters {', '.join(refused)} are not allowed for key {key!r}; "
+                "only Response* overrides (e.g. ResponseContentDisposition) are.",
+                store=self.name,
+                bucket=bucket,
+                key=key,
+            )
         with translated(self.config, "presign", bucket, key):
             return self._presigner().generate_presigned_url(
                 "get_object",
-                Params={"Bucket": bucket, "Key": key, **(extra or {})},
+                Params={**(extra or {}), "Bucket": bucket, "Key": key},
                 ExpiresIn=expiration,
             )
 
@@ -297,5 +335,7 @@ class Store:
                 status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
                 if status != 404:
                     raise
-            self.client.create_bucket(Bucket=bucket)
+            self.client.create_bucket(
+                Bucket=bucket, **self.config.provider.create_bucket_args(self.config.region)
+            )
             return True

@@ -216,19 +216,53 @@ def test_new_variables_win_over_legacy() -> None:
 
 def test_new_variable_for_one_store_leaves_legacy_for_the_other() -> None:
     config = load_config(
-        environ={**LEGACY_ENV, "EXTERNAL_STORAGE_ENDPOINT": "https://s3.eu-west-1.amazonaws.com"}
+        environ={
+            **LEGACY_ENV,
+            "EXTERNAL_STORAGE_ENDPOINT": "https://s3.eu-west-1.amazonaws.com",
+            "EXTERNAL_STORAGE_ACCESS_KEY": EXTERNAL_ACCESS,
+            "EXTERNAL_STORAGE_SECRET_KEY": EXTERNAL_SECRET,
+        }
     )
     assert config.internal.endpoint_url == "http://localhost:30900"
+    assert config.internal.secret_key == LEGACY_SECRET
     assert config.external.endpoint_url == "https://s3.eu-west-1.amazonaws.com"
-    assert config.external.secret_key == LEGACY_SECRET
+    assert config.external.secret_key == EXTERNAL_SECRET
     assert "AWS_S3_ENDPOINT_URL" in config.legacy_names
 
 
+def test_a_store_never_borrows_part_of_its_connection_from_legacy() -> None:
+    """A forgotten secret is reported, not silently taken from AWS_SECRET_ACCESS_KEY."""
+    environ = {
+        **LEGACY_ENV,
+        "EXTERNAL_STORAGE_ENDPOINT": "https://s3.eu-west-1.amazonaws.com",
+        "EXTERNAL_STORAGE_ACCESS_KEY": EXTERNAL_ACCESS,
+    }
+    values = resolve(environ=environ)
+    assert values["EXTERNAL_STORAGE_SECRET_KEY"].value is None
+    assert values["INTERNAL_STORAGE_SECRET_KEY"].value == LEGACY_SECRET
+    with pytest.raises(ConfigurationError, match="EXTERNAL_STORAGE_SECRET_KEY") as caught:
+        load_config(environ=environ)
+    assert "E002" in str(caught.value)
+    assert LEGACY_SECRET not in str(caught.value)
+
+
 def test_settings_win_over_legacy_env(settings: SettingsWrapper) -> None:
-    settings.DUAL_STORAGE = {"INTERNAL_STORAGE_SECRET_KEY": INTERNAL_SECRET}
+    settings.DUAL_STORAGE = {
+        "INTERNAL_STORAGE_ENDPOINT": "http://minio.internal:9000",
+        "INTERNAL_STORAGE_ACCESS_KEY": INTERNAL_ACCESS,
+        "INTERNAL_STORAGE_SECRET_KEY": INTERNAL_SECRET,
+    }
     config = load_config(environ=LEGACY_ENV)
     assert config.internal.secret_key == INTERNAL_SECRET
+    assert config.internal.endpoint_url == "http://minio.internal:9000"
     assert config.external.secret_key == LEGACY_SECRET
+
+
+def test_repr_of_resolved_values_masks_keys() -> None:
+    values = resolve(environ={**LEGACY_ENV, "INTERNAL_STORAGE_SECRET_KEY": INTERNAL_SECRET})
+    rendered = repr(values)
+    assert INTERNAL_SECRET not in rendered and LEGACY_SECRET not in rendered
+    assert "'***'" in rendered
 
 
 # -- unknown names -------------------------------------------------------------
