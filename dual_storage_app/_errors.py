@@ -18,6 +18,7 @@ from .conf import StoreConfig
 from .exceptions import (
     AccessDenied,
     DualStorageError,
+    IntegrityError,
     ObjectNotFound,
     StorageUnavailable,
 )
@@ -79,6 +80,12 @@ def to_storage_error(
             )
         if code in _NOT_FOUND or status == 404:
             return ObjectNotFound(f"Cannot {action}: no such object on the {where}.", **context)
+        if code == "PreconditionFailed" or status == 412:
+            return IntegrityError(
+                f"Cannot {action}: the object changed on the {where} while it was being "
+                "read (its ETag no longer matches); nothing was written. Retry the download.",
+                **context,
+            )
         if code in _DENIED or status == 403:
             return AccessDenied(
                 f"Cannot {action}: the {where} refused the request ({code or status}). "

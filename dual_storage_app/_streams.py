@@ -10,6 +10,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import BinaryIO, Protocol
 
+from django.core.files.base import File
+
 
 class Readable(Protocol):
     def read(self, size: int = -1, /) -> bytes | str: ...
@@ -56,23 +58,63 @@ class HashingReader:
 
 
 class HashingWriter:
-    """A forward-only writer that computes SHA-256 and size of everything written.
+    """A seekable writer that computes SHA-256 of the file in byte order.
 
-    Having no ``seek`` makes s3transfer write the parts of a ranged download in order.
+    s3transfer writes the ranged parts of a download at their offsets, out of order, from
+    one I/O thread (``seek`` then ``write``). Bytes that extend the hashed prefix are
+    hashed at once; a part that arrives early is hashed by reading it back from ``sink``
+    (page cache) when the gap before it fills. Memory stays flat whatever the size.
+
+    (The forward-only alternative, s3transfer's non-seekable output manager, deadlocks
+    on downloads of more parts than ``max_in_memory_download_chunks`` in s3transfer 0.19
+    when ``response_checksum_validation="when_required"``.)
+
+    ``sink`` must be readable, writable and seekable (``w+b``).
     """
 
     def __init__(self, sink: BinaryIO) -> None:
         self._sink = sink
         self._sha256 = hashlib.sha256()
+        self._position = 0
+        self._hashed = 0  # bytes [0, _hashed) are in the hash
+        self._pending: dict[int, int] = {}  # offset -> length written ahead of _hashed
         self.size = 0
 
+    def seekable(self) -> bool:
+        return True
+
+    def seek(self, offset: int, whence: int = os.SEEK_SET) -> int:
+        self._position = self._sink.seek(offset, whence)
+        return self._position
+
+    def tell(self) -> int:
+        return self._position
+
     def write(self, data: bytes) -> int:
-        self._sha256.update(data)
-        self.size += len(data)
-        return self._sink.write(data)
+        offset = self._position
+        written = self._sink.write(data)
+        self._position += written
+        self.size = max(self.size, self._position)
+        if offset == self._hashed:
+            self._sha256.update(data[:written])
+            self._hashed += written
+            self._absorb_pending()
+        elif offset > self._hashed:
+            self._pending[offset] = written
+        return written
+
+    def _absorb_pending(self) -> None:
+        while self._hashed in self._pending:
+            length = self._pending.pop(self._hashed)
+            self._sink.seek(self._hashed)
+            self._sha256.update(self._sink.read(length))
+            self._hashed += length
+        self._sink.seek(self._position)
 
     @property
     def sha256(self) -> str:
+        if self._pending or self._hashed != self.size:
+            raise RuntimeError("The download left a gap; its hash is incomplete.")
         return self._sha256.hexdigest()
 
 
@@ -89,7 +131,7 @@ def atomic_destination(dest: Path) -> Iterator[BinaryIO]:
     fd, tmp_name = tempfile.mkstemp(prefix=f".{dest.name[:200]}.", suffix=".part", dir=dest.parent)
     tmp_path = Path(tmp_name)
     try:
-        with os.fdopen(fd, "wb") as tmp_file:
+        with os.fdopen(fd, "w+b") as tmp_file:
             yield tmp_file
             tmp_file.flush()
             # mkstemp makes 0600; give the file the mode a plain open() would have.
@@ -123,14 +165,13 @@ def _default_file_mode(dest: Path) -> int:
 
 def source_size(source: object) -> int | None:
     """Bytes left to read in ``source``, when that can be known without reading it."""
-    size = getattr(source, "size", None)  # Django File / UploadedFile
-    if isinstance(size, int):
-        tell = getattr(source, "tell", None)
-        return size - (tell() if callable(tell) else 0)
-    fileno = getattr(source, "fileno", None)
+    if isinstance(source, File) and isinstance(source.size, int):  # Django File / upload
+        return source.size - (source.tell() if source.seekable() else 0)
     try:
-        if callable(fileno):
-            return int(os.fstat(fileno()).st_size - source.tell())  # type: ignore[attr-defined]
+        return int(os.fstat(source.fileno()).st_size - source.tell())  # type: ignore[attr-defined]
+    except (OSError, ValueError, AttributeError):
+        pass  # not a real file (BytesIO raises UnsupportedOperation)
+    try:
         if getattr(source, "seekable", lambda: False)():
             position = source.tell()  # type: ignore[attr-defined]
             end = source.seek(0, os.SEEK_END)  # type: ignore[attr-defined]
@@ -138,6 +179,7 @@ def source_size(source: object) -> int | None:
             return int(end - position)
     except (OSError, ValueError, AttributeError):
         return None
+    return None
     return None
 
 

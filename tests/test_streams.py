@@ -1,0 +1,93 @@
+"""The hashing reader/writer and the atomic destination, without a server."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+import random
+from pathlib import Path
+
+import pytest
+
+from dual_storage_app._streams import HashingReader, HashingWriter, atomic_destination, source_size
+from dual_storage_app.store import MAX_PARTS, MiB, transfer_config
+
+
+def test_writer_hashes_out_of_order_parts_in_byte_order(tmp_path: Path) -> None:
+    data = os.urandom(3 * 1024 * 1024 + 17)
+    pieces = [(offset, data[offset : offset + 65536]) for offset in range(0, len(data), 65536)]
+    random.Random(7).shuffle(pieces)  # noqa: S311 - test data order
+    with (tmp_path / "f").open("w+b") as sink:
+        writer = HashingWriter(sink)
+        for offset, piece in pieces:
+            writer.seek(offset)
+            writer.write(piece)
+        assert writer.sha256 == hashlib.sha256(data).hexdigest()
+        assert writer.size == len(data)
+    assert (tmp_path / "f").read_bytes() == data
+
+
+def test_writer_with_a_gap_refuses_to_give_a_hash() -> None:
+    writer = HashingWriter(io.BytesIO())
+    writer.seek(10)
+    writer.write(b"late")
+    with pytest.raises(RuntimeError, match="gap"):
+        _ = writer.sha256
+
+
+def test_reader_fills_each_request_and_hashes_everything() -> None:
+    class Trickle(io.RawIOBase):
+        def __init__(self, data: bytes) -> None:
+            self.data = data
+
+        def read(self, size: int = -1) -> bytes:
+            n = min(3, size)  # at most 3 bytes a call
+            chunk, self.data = self.data[:n], self.data[n:]
+            return chunk
+
+    reader = HashingReader(Trickle(b"0123456789"))
+    assert reader.read(8) == b"01234567"  # equal-sized parts, as R2 wants
+    assert reader.read(8) == b"89"
+    assert reader.read(8) == b""
+    assert reader.sha256 == hashlib.sha256(b"0123456789").hexdigest()
+    assert reader.size == 10
+
+
+def test_atomic_destination_removes_the_temp_file_on_error(tmp_path: Path) -> None:
+    dest = tmp_path / "dest"
+    dest.write_bytes(b"old")
+    with pytest.raises(ValueError, match="boom"), atomic_destination(dest) as handle:
+        handle.write(b"partial")
+        raise ValueError("boom")
+    assert dest.read_bytes() == b"old"
+    assert [p.name for p in tmp_path.iterdir()] == ["dest"]
+
+
+def test_atomic_destination_refuses_a_directory(tmp_path: Path) -> None:
+    with pytest.raises(IsADirectoryError), atomic_destination(tmp_path):
+        pass
+
+
+def test_source_size_of_files_and_buffers(tmp_path: Path) -> None:
+    path = tmp_path / "f"
+    path.write_bytes(b"x" * 100)
+    with path.open("rb") as handle:
+        handle.read(10)
+        assert source_size(handle) == 90
+    buffer = io.BytesIO(b"y" * 50)
+    assert source_size(buffer) == 50
+    assert source_size(HashingReader(buffer)) is None  # forward-only: unknown
+
+
+@pytest.mark.parametrize("size", [None, 1, 156 * 1024 * MiB, 157 * 1024 * MiB, 5 * 1024**4])
+def test_part_size_keeps_within_ten_thousand_parts_and_bounded_memory(size: int | None) -> None:
+    config = transfer_config(size)
+    assert config.multipart_chunksize % MiB == 0
+    assert config.multipart_chunksize >= 16 * MiB
+    if size is not None:
+        assert -(-size // config.multipart_chunksize) <= MAX_PARTS
+    if config.multipart_chunksize <= 48 * MiB:
+        in_memory = config.max_in_memory_upload_chunks * config.multipart_chunksize
+        assert in_memory <= 96 * MiB
+    assert config.preferred_transfer_client == "classic"  # type: ignore[attr-defined]
