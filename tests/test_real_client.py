@@ -14,6 +14,7 @@ from dual_storage_app.client import DualStorageClient
 from dual_storage_app.exceptions import InvalidKey, ObjectNotFound
 from dual_storage_app.localserver import LocalS3Server
 from dual_storage_app.store import MiB
+from tests.conftest import real_settings
 
 pytestmark = pytest.mark.real_s3
 MakeFile = Callable[..., Path]
@@ -194,12 +195,17 @@ def test_keys_with_special_characters_round_trip(
 
 
 def test_one_client_shared_by_threads(
-    real_storage: DualStorageClient, tmp_path: Path, unique_key: str
+    s3_servers: dict[str, LocalS3Server], _real_buckets: None, tmp_path: Path, unique_key: str
 ) -> None:
+    real_storage = DualStorageClient(overrides=real_settings(s3_servers))  # no client built yet
     errors: list[BaseException] = []
+    client_ids: set[int] = set()
+    start = threading.Barrier(8)
 
     def worker(index: int) -> None:
         try:
+            start.wait()  # all threads ask for the lazily built client at once
+            client_ids.add(id(real_storage.external.client))
             payload = f"payload-{index}".encode() * 1000
             key = f"{unique_key}/t{index}"
             real_storage.upload_dataset(file_obj=io.BytesIO(payload), dataset_key=key)
@@ -216,4 +222,4 @@ def test_one_client_shared_by_threads(
     for thread in threads:
         thread.join()
     assert errors == []
-    assert real_storage.external.client is real_storage.external.client
+    assert client_ids == {id(real_storage.external.client)}  # one boto3 client, shared

@@ -128,3 +128,22 @@ def test_migrations_freeze_no_endpoint_or_secret(real_storage: DualStorageClient
     rendered = repr(InternalStorage()) + repr(ExternalStorage()) + serialized
     for secret in (INTERNAL_SECRET, EXTERNAL_SECRET, "127.0.0.1"):
         assert secret not in rendered
+
+
+def test_admin_file_widget_renders_an_internal_file_without_a_link(
+    real_storage: DualStorageClient, s3_servers: dict[str, LocalS3Server], unique_key: str
+) -> None:
+    from django import forms
+
+    class UploadForm(forms.ModelForm):  # type: ignore[type-arg]
+        class Meta:
+            model = Upload
+            fields = ("weight", "dataset")
+
+    upload = Upload()
+    upload.weight.save(f"{unique_key}.pth", ContentFile(b"w"), save=False)
+    upload.dataset.save(f"{unique_key}.zip", ContentFile(b"d"), save=False)
+    html = UploadForm(instance=upload).as_p()
+    assert s3_servers["internal"].endpoint_url not in html
+    assert f"/model-weights/{upload.weight.name}" not in html
+    assert "X-Amz-Signature" in html  # the dataset gets its presigned link
