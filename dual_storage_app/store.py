@@ -325,6 +325,15 @@ class Store:
                 ExpiresIn=expiration,
             )
 
+    def copy(self, bucket: str, source_key: str, dest_key: str) -> None:
+        """Server-side copy within ``bucket`` (small objects: one CopyObject request)."""
+        source_key = validate_key(source_key, store=self.name, bucket=bucket)
+        dest_key = validate_key(dest_key, store=self.name, bucket=bucket)
+        with translated(self.config, "copy", bucket, dest_key):
+            self.client.copy_object(
+                Bucket=bucket, Key=dest_key, CopySource={"Bucket": bucket, "Key": source_key}
+            )
+
     def create_bucket(self, bucket: str) -> bool:
         """Create ``bucket`` if missing; True if it was created."""
         with translated(self.config, "create bucket", bucket):

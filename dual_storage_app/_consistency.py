@@ -1,0 +1,58 @@
+"""Keep the database and the stores consistent around transactions.
+
+* An object uploaded inside a transaction is deleted if that transaction (or the
+  savepoint it was uploaded in) rolls back.
+* An object that a row stops pointing at (row deleted, file replaced) is deleted only
+  after the transaction commits.
+
+Django has no rollback hook, but it discards the ``on_commit`` callbacks of a rolled
+back transaction or savepoint. We register a marker callback and watch, with
+``weakref.finalize``, for the moment Django drops it: if it was dropped without having
+run, the work was rolled back. In autocommit mode (no transaction), nothing can roll
+back and the upload stands.
+"""
+
+from __future__ import annotations
+
+import logging
+import weakref
+
+from django.db import connections, transaction
+
+from .exceptions import DualStorageError
+from .store import Store
+
+logger = logging.getLogger(__name__)
+
+
+def delete_on_rollback(store: Store, bucket: str, key: str, *, using: str) -> None:
+    """Delete ``bucket/key`` if the current transaction or savepoint rolls back."""
+    if not connections[using].in_atomic_block:
+        return
+    state = {"committed": False}
+
+    def mark_committed() -> None:
+        state["committed"] = True
+
+    transaction.on_commit(mark_committed, using=using)
+    weakref.finalize(mark_committed, _delete_unless_committed, state, store, bucket, key)
+
+
+def delete_on_commit(store: Store, bucket: str, key: str, *, using: str) -> None:
+    """Delete ``bucket/key`` once the current transaction commits (now, in autocommit)."""
+    transaction.on_commit(lambda: _delete_quietly(store, bucket, key), using=using, robust=True)
+
+
+def _delete_unless_committed(state: dict[str, bool], store: Store, bucket: str, key: str) -> None:
+    if not state["committed"]:
+        _delete_quietly(store, bucket, key)
+
+
+def _delete_quietly(store: Store, bucket: str, key: str) -> None:
+    try:
+        store.delete(bucket, key)
+    except DualStorageError as exc:
+        # The row is already gone or was never written; an orphan is the lesser harm.
+        logger.warning("Could not delete orphaned object: %s", exc)
+    else:
+        logger.info("Deleted %s/%s on the %s store", bucket, key, store.name)

@@ -1,0 +1,225 @@
+"""Artifact models: one row per stored object, with the metadata measured at upload.
+
+Saving an artifact whose file is new streams it to its store in one pass that also
+measures size and SHA-256, under a key that no other upload can take (a short random
+folder keeps the original file name readable). The upload happens inside the save's
+transaction: if that rolls back, the object is deleted. Replacing or deleting a file
+deletes the old object only after the transaction commits.
+"""
+
+from __future__ import annotations
+
+import posixpath
+import uuid
+from typing import Any, ClassVar
+
+from django.conf import settings
+from django.core.files.base import File
+from django.db import models, router, transaction
+from django.db.models.fields.files import FieldFile
+from django.db.models.signals import post_delete
+from django.dispatch import receiver
+from django.utils.text import get_valid_filename
+
+from ._consistency import delete_on_commit, delete_on_rollback
+from .client import dual_storage
+from .conf import ArtifactKind
+from .storages import checkpoints_storage, datasets_storage, schemas_storage, weights_storage
+
+
+def unique_key(prefix: str, filename: str) -> str:
+    """``weights/3f2a9c1b7d4e/resnet50.pth``: readable, and never the same twice."""
+    name = get_valid_filename(posixpath.basename(filename.replace("\\", "/"))) or "file"
+    return f"{prefix}/{uuid.uuid4().hex[:12]}/{name[:200]}"
+
+
+def _weights_key(instance: Artifact, filename: str) -> str:
+    return unique_key("weights", filename)
+
+
+def _checkpoints_key(instance: Artifact, filename: str) -> str:
+    job = get_valid_filename(str(getattr(instance, "job_id", "") or "unassigned"))
+    return unique_key(f"jobs/{job}", filename)
+
+
+def _schemas_key(instance: Artifact, filename: str) -> str:
+    framework = get_valid_filename(str(getattr(instance, "framework", "") or "schema"))
+    return unique_key(f"versions/{framework}", filename)
+
+
+def _datasets_key(instance: Artifact, filename: str) -> str:
+    return unique_key("datasets", filename)
+
+
+class ArtifactFieldFile(FieldFile):
+    """``field_file.save()`` defers the upload to the model's ``save()``, so every path
+    (code, forms, admin) uploads once, measured, inside the row's transaction."""
+
+    def save(self, name: str, content: File[Any], save: bool = True) -> None:
+        self.file = content
+        self.name = name
+        self._committed = False
+        setattr(self.instance, self.field.attname, self)
+        if save:
+            self.instance.save()
+
+
+def _is_pending(field_file: FieldFile) -> bool:
+    """True when the field holds a file that is not yet in the store."""
+    return bool(field_file) and not getattr(field_file, "_committed", True)
+
+
+class ArtifactFileField(models.FileField):
+    attr_class = ArtifactFieldFile
+
+
+class Artifact(models.Model):
+    """Common fields; each concrete model binds ``file`` to its store and bucket."""
+
+    kind: ClassVar[ArtifactKind]
+    file: models.FileField
+
+    name = models.CharField(max_length=255, help_text="A human-readable name.")
+    bucket = models.CharField(max_length=63, editable=False)
+    size = models.PositiveBigIntegerField(default=0, editable=False)
+    sha256 = models.CharField("SHA-256", max_length=64, editable=False)
+    content_type = models.CharField(max_length=255, blank=True, editable=False)
+    etag = models.CharField("ETag", max_length=255, blank=True, editable=False)
+    uploaded_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        editable=False,
+        on_delete=models.SET_NULL,
+        related_name="+",
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        abstract = True
+        ordering = ("-created_at",)
+
+    def __str__(self) -> str:
+        return self.name or self.key
+
+    def save(self, *args: Any, **kwargs: Any) -> None:
+        using = kwargs.get("using") or router.db_for_write(type(self), instance=self)
+        with transaction.atomic(using=using):
+            if _is_pending(self.file):
+                self._upload_file(using)
+            super().save(*args, **kwargs)
+
+    @property
+    def key(self) -> str:
+        return self.file.name or ""
+
+    @property
+    def store_name(self) -> str:
+        return "external" if self.kind == "datasets" else "internal"
+
+    def _upload_file(self, using: str) -> None:
+        """Stream the pending file to the store and record what was measured."""
+        store, bucket = dual_storage.locate(self.kind)
+        previous = self._stored_key(using)
+        pending = self.file.file
+        if pending.seekable():
+            pending.seek(0)
+        key = self.file.field.generate_filename(self, self.file.name or "file")
+        result = store.upload(
+            bucket, key, pending, content_type=getattr(pending, "content_type", None)
+        )
+        delete_on_rollback(store, bucket, key, using=using)
+        self.file.name = key
+        self.file._committed = True  # type: ignore[attr-defined]
+        self.bucket, self.size, self.sha256 = bucket, result.size, result.sha256
+        self.etag, self.content_type = result.etag, result.content_type or ""
+        if previous and previous != key:
+            delete_on_commit(store, bucket, previous, using=using)
+
+    def _stored_key(self, using: str) -> str | None:
+        if self.pk is None:
+            return None
+        manager: Any = type(self)._default_manager
+        stored = manager.using(using).filter(pk=self.pk).values_list("file", flat=True).first()
+        return str(stored) if stored else None
+
+
+class ModelWeight(Artifact):
+    kind = "weights"
+    file = ArtifactFileField(storage=weights_storage, upload_to=_weights_key, max_length=1024)
+    framework = models.CharField(max_length=100, blank=True)
+
+    class Meta(Artifact.Meta):
+        verbose_name = "model weight"
+        constraints = (models.UniqueConstraint(fields=("file",), name="dual_storage_weight_key"),)
+
+
+class TrainingCheckpoint(Artifact):
+    kind = "checkpoints"
+    file = ArtifactFileField(
+        storage=checkpoints_storage, upload_to=_checkpoints_key, max_length=1024
+    )
+    job_id = models.CharField(max_length=100, db_index=True)
+    epoch = models.PositiveIntegerField(null=True, blank=True)
+    metrics = models.JSONField(default=dict, blank=True)
+
+    class Meta(Artifact.Meta):
+        verbose_name = "training checkpoint"
+        constraints = (
+            models.UniqueConstraint(fields=("file",), name="dual_storage_checkpoint_key"),
+        )
+
+
+class ConfigSchema(Artifact):
+    """A framework's schema. Each version has its own key; the current one is also
+    published (server-side copy, after commit) as ``<framework>.json``, which is what
+    ``dual_storage.get_schema(framework)`` reads."""
+
+    kind = "schemas"
+    file = ArtifactFileField(storage=schemas_storage, upload_to=_schemas_key, max_length=1024)
+    framework = models.CharField(max_length=100, unique=True)
+
+    class Meta(Artifact.Meta):
+        verbose_name = "config schema"
+        constraints = (models.UniqueConstraint(fields=("file",), name="dual_storage_schema_key"),)
+
+    def save(self, *args: Any, **kwargs: Any) -> None:
+        new_version = _is_pending(self.file)
+        super().save(*args, **kwargs)
+        if new_version:
+            using = kwargs.get("using") or router.db_for_write(type(self), instance=self)
+            key, framework = self.key, self.framework
+            transaction.on_commit(lambda: _publish_schema(key, framework), using=using)
+
+
+def _publish_schema(version_key: str, framework: str) -> None:
+    store, bucket = dual_storage.locate("schemas")
+    store.copy(bucket, version_key, f"{framework}.json")
+
+
+class Dataset(Artifact):
+    kind = "datasets"
+    file = ArtifactFileField(storage=datasets_storage, upload_to=_datasets_key, max_length=1024)
+    description = models.TextField(blank=True)
+
+    class Meta(Artifact.Meta):
+        constraints = (models.UniqueConstraint(fields=("file",), name="dual_storage_dataset_key"),)
+
+
+ARTIFACT_MODELS: tuple[type[Artifact], ...] = (
+    ModelWeight,
+    TrainingCheckpoint,
+    ConfigSchema,
+    Dataset,
+)
+
+
+@receiver(post_delete)
+def _delete_object_after_commit(sender: type, instance: object, using: str, **kwargs: Any) -> None:
+    if not isinstance(instance, Artifact) or not instance.key:
+        return
+    store, bucket = dual_storage.locate(instance.kind)
+    delete_on_commit(store, bucket, instance.key, using=using)
+    if isinstance(instance, ConfigSchema):
+        delete_on_commit(store, bucket, f"{instance.framework}.json", using=using)

@@ -1,0 +1,108 @@
+"""Artifact models on the real servers: metadata in one pass, and DB/store consistency."""
+
+from __future__ import annotations
+
+import hashlib
+
+import pytest
+from django.core.files.base import ContentFile
+from django.db import transaction
+
+from dual_storage_app.client import DualStorageClient
+from dual_storage_app.models import ConfigSchema, Dataset, ModelWeight, TrainingCheckpoint
+
+pytestmark = [pytest.mark.real_s3, pytest.mark.django_db(transaction=True)]
+
+
+class Boom(Exception):
+    pass
+
+
+def test_save_records_key_bucket_size_hash_etag(real_storage: DualStorageClient) -> None:
+    data = b"weights " * 5000
+    weight = ModelWeight(name="resnet50")
+    weight.file.save("resnet50.pth", ContentFile(data), save=False)
+    weight.save()
+    weight.refresh_from_db()
+    assert weight.key.startswith("weights/") and weight.key.endswith("/resnet50.pth")
+    assert (weight.bucket, weight.size) == ("model-weights", len(data))
+    assert weight.sha256 == hashlib.sha256(data).hexdigest()
+    info = real_storage.head("weights", weight.key)
+    assert weight.etag == info.etag and info.size == len(data)
+
+
+def test_same_name_twice_gives_two_objects(real_storage: DualStorageClient) -> None:
+    first = ModelWeight(name="a")
+    first.file.save("same.pth", ContentFile(b"one"))
+    second = ModelWeight(name="b")
+    second.file.save("same.pth", ContentFile(b"two"))
+    assert first.key != second.key
+    assert real_storage.internal.get_bytes("model-weights", first.key) == b"one"
+    assert real_storage.internal.get_bytes("model-weights", second.key) == b"two"
+
+
+def test_rollback_removes_the_uploaded_object(real_storage: DualStorageClient) -> None:
+    checkpoint = TrainingCheckpoint(name="ckpt", job_id="123", epoch=1)
+    with pytest.raises(Boom), transaction.atomic():
+        checkpoint.file.save("epoch1.pth", ContentFile(b"gpu days"))
+        key = checkpoint.key
+        assert real_storage.exists("checkpoints", key)
+        raise Boom
+    assert not real_storage.exists("checkpoints", key)
+    assert not TrainingCheckpoint.objects.exists()
+
+
+def test_savepoint_rollback_removes_only_its_upload(real_storage: DualStorageClient) -> None:
+    with transaction.atomic():
+        kept = Dataset(name="kept")
+        kept.file.save("kept.zip", ContentFile(b"kept"))
+        with pytest.raises(Boom), transaction.atomic():
+            dropped = Dataset(name="dropped")
+            dropped.file.save("dropped.zip", ContentFile(b"dropped"))
+            raise Boom
+    assert real_storage.exists("datasets", kept.key)
+    assert not real_storage.exists("datasets", dropped.key)
+    assert list(Dataset.objects.values_list("name", flat=True)) == ["kept"]
+
+
+def test_delete_removes_the_object_only_after_commit(real_storage: DualStorageClient) -> None:
+    dataset = Dataset(name="d")
+    dataset.file.save("d.zip", ContentFile(b"d"))
+    key = dataset.key
+    with transaction.atomic():
+        dataset.delete()
+        assert real_storage.exists("datasets", key)  # not yet: the delete may roll back
+    assert not real_storage.exists("datasets", key)
+
+
+def test_rolled_back_delete_keeps_the_object(real_storage: DualStorageClient) -> None:
+    dataset = Dataset(name="d")
+    dataset.file.save("d.zip", ContentFile(b"d"))
+    with pytest.raises(Boom), transaction.atomic():
+        Dataset.objects.filter(pk=dataset.pk).delete()
+        raise Boom
+    assert Dataset.objects.filter(pk=dataset.pk).exists()
+    assert real_storage.exists("datasets", dataset.key)
+
+
+def test_replacing_a_file_deletes_the_old_object_after_commit(
+    real_storage: DualStorageClient,
+) -> None:
+    weight = ModelWeight(name="w")
+    weight.file.save("v1.pth", ContentFile(b"v1"))
+    old_key = weight.key
+    weight.file.save("v2.pth", ContentFile(b"v2"))
+    assert weight.key != old_key
+    assert not real_storage.exists("weights", old_key)
+    assert real_storage.internal.get_bytes("model-weights", weight.key) == b"v2"
+    assert ModelWeight.objects.get(pk=weight.pk).sha256 == hashlib.sha256(b"v2").hexdigest()
+
+
+def test_schema_is_published_for_get_schema(real_storage: DualStorageClient) -> None:
+    schema = ConfigSchema(name="ultralytics", framework="yolo-test")
+    schema.file.save("schema.json", ContentFile(b'{"v": 1}'))
+    assert real_storage.get_schema("yolo-test") == b'{"v": 1}'
+    schema.file.save("schema.json", ContentFile(b'{"v": 2}'))
+    assert real_storage.get_schema("yolo-test") == b'{"v": 2}'
+    schema.delete()
+    assert not real_storage.exists("schemas", "yolo-test.json")
