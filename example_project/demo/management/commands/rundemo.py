@@ -1,9 +1,10 @@
 """The README's run command: embedded S3 server, migrations, buckets, demo artifacts, admin.
 
 Starts SeaweedFS on the configured loopback endpoint (unless something already serves
-it), migrates, creates the buckets, uploads a demo weight, checkpoint, schema and dataset
-through the client, creates an ``admin`` user, prints all of it, then runs the
-development server. Stops the S3 server it started on exit.
+it), migrates, creates the buckets, creates an ``admin`` user, saves one demo row of each
+artifact kind (weight, checkpoint, schema, dataset; uploaded through the models, skipped
+when already stored with the same SHA-256), prints all of it, then runs the development
+server. Stops the S3 server it started on exit.
 """
 
 from __future__ import annotations
@@ -11,7 +12,6 @@ from __future__ import annotations
 import hashlib
 import io
 import json
-import tempfile
 import zipfile
 from contextlib import ExitStack
 from pathlib import Path
@@ -20,13 +20,21 @@ from urllib.parse import urlsplit
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
+from django.contrib.auth.base_user import AbstractBaseUser
+from django.core.files.base import ContentFile
 from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from dual_storage_app.client import dual_storage
 from dual_storage_app.exceptions import DualStorageError
 from dual_storage_app.localserver import embedded_server_for, is_listening
-from dual_storage_app.objects import TransferResult
+from dual_storage_app.models import (
+    Artifact,
+    ConfigSchema,
+    Dataset,
+    ModelWeight,
+    TrainingCheckpoint,
+)
 
 ADMIN_USERNAME = "admin"
 ADMIN_PASSWORD = "admin"  # noqa: S105 - local demo login, printed for the newcomer
@@ -50,10 +58,15 @@ def demo_bytes(label: str, size: int) -> bytes:
 
 def demo_dataset_zip() -> bytes:
     buffer = io.BytesIO()
+    members = {
+        "images/0001.jpg": demo_bytes("image-1", 4096),
+        "labels/0001.txt": b"0 0.5 0.5 0.2 0.3\n",
+        "data.yaml": b"names: [person]\nnc: 1\n",
+    }
     with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
-        archive.writestr("images/0001.jpg", demo_bytes("image-1", 4096))
-        archive.writestr("labels/0001.txt", "0 0.5 0.5 0.2 0.3\n")
-        archive.writestr("data.yaml", "names: [person]\nnc: 1\n")
+        for name, data in members.items():
+            # A fixed timestamp keeps the archive's bytes (and SHA-256) the same each run.
+            archive.writestr(zipfile.ZipInfo(name, date_time=(2025, 1, 1, 0, 0, 0)), data)
     return buffer.getvalue()
 
 
@@ -70,13 +83,19 @@ class Command(BaseCommand):
         with ExitStack() as stack:
             self._ensure_s3_server(stack)
             call_command("migrate", interactive=False, verbosity=0)
+            admin = self._ensure_admin()
             try:
                 for bucket, created in dual_storage.create_buckets().items():
                     self.stdout.write(f"bucket {bucket}: {'created' if created else 'exists'}")
-                self._seed()
+                self._seed(admin)
             except DualStorageError as exc:
                 raise CommandError(str(exc)) from exc
-            self._ensure_admin(addrport)
+            self.stdout.write(
+                self.style.SUCCESS(
+                    f"Admin: http://{addrport}/admin/  user {ADMIN_USERNAME!r} "
+                    f"password {ADMIN_PASSWORD!r}"
+                )
+            )
             if not no_serve:
                 call_command("runserver", addrport, use_reloader=False)
 
@@ -102,53 +121,61 @@ class Command(BaseCommand):
         stack.callback(server.stop)
         self.stdout.write(self.style.SUCCESS(f"S3 server ready, data in {server.data_dir}"))
 
-    def _seed(self) -> None:
-        with tempfile.TemporaryDirectory() as tmp:
-            weight = Path(tmp) / "resnet50-demo.pth"
-            weight.write_bytes(demo_bytes("weight", 3 * 1024 * 1024))
-            checkpoint = Path(tmp) / "checkpoint_epoch_1.pth"
-            checkpoint.write_bytes(demo_bytes("checkpoint", 1024 * 1024))
-            self._report(
-                "weight",
-                dual_storage.upload_weight(file_path=weight, weight_key="demo/resnet50-demo.pth"),
-            )
-            self._report(
-                "checkpoint",
-                dual_storage.upload_checkpoint(
-                    file_path=checkpoint, checkpoint_key="jobs/1/checkpoint_epoch_1.pth"
-                ),
-            )
-        self._report(
-            "schema", dual_storage.upload_schema("ultralytics", json.dumps(DEMO_SCHEMA, indent=2))
-        )
-        self._report(
-            "dataset",
-            dual_storage.upload_dataset(
-                file_obj=io.BytesIO(demo_dataset_zip()), dataset_key="datasets/demo-coco8.zip"
+    def _seed(self, admin: AbstractBaseUser) -> None:
+        """One row of each artifact kind, uploaded through the models (idempotent)."""
+        demo: list[tuple[type[Artifact], dict[str, Any], str, bytes]] = [
+            (
+                ModelWeight,
+                {"name": "resnet50-demo", "framework": "torchvision"},
+                "resnet50-demo.pth",
+                demo_bytes("weight", 3 * 1024 * 1024),
             ),
-        )
+            (
+                TrainingCheckpoint,
+                {"name": "job 1 epoch 1", "job_id": "1", "epoch": 1, "metrics": {"mAP50": 0.42}},
+                "checkpoint_epoch_1.pth",
+                demo_bytes("checkpoint", 1024 * 1024),
+            ),
+            (
+                ConfigSchema,
+                {"name": "Ultralytics YOLO", "framework": "ultralytics"},
+                "ultralytics.json",
+                json.dumps(DEMO_SCHEMA, indent=2).encode(),
+            ),
+            (
+                Dataset,
+                {"name": "coco8 demo", "description": "A tiny detection dataset."},
+                "demo-coco8.zip",
+                demo_dataset_zip(),
+            ),
+        ]
+        dataset: Artifact | None = None
+        for model, fields, filename, data in demo:
+            row = model._default_manager.filter(name=fields["name"]).first()
+            if row is not None and row.sha256 == hashlib.sha256(data).hexdigest():
+                self._report("exists", row)
+            else:
+                row = row or model(**fields)
+                row.uploaded_by = admin  # type: ignore[assignment]
+                row.file.save(filename, ContentFile(data))
+                self._report("seeded", row)
+            dataset = row if model is Dataset else dataset
         schema = json.loads(dual_storage.get_schema("ultralytics"))
         self.stdout.write(f"get_schema('ultralytics') -> {schema['title']!r}")
-        url = dual_storage.generate_dataset_presigned_url(
-            dataset_key="datasets/demo-coco8.zip", expiration=3600
-        )
+        assert dataset is not None
+        url = dual_storage.generate_dataset_presigned_url(dataset_key=dataset.key, expiration=3600)
         self.stdout.write(f"presigned dataset URL (1 h): {url}")
 
-    def _report(self, label: str, result: TransferResult) -> None:
+    def _report(self, verb: str, row: Artifact) -> None:
         self.stdout.write(
-            f"seeded {label:<10} {result.store}:{result.bucket}/{result.key} "
-            f"{result.size:,} bytes sha256={result.sha256[:12]}"
+            f"{verb} {row.kind:<11} {row.store_name}:{row.bucket}/{row.key} "
+            f"{row.size:,} bytes sha256={row.sha256[:12]}"
         )
 
-    def _ensure_admin(self, addrport: str) -> None:
+    def _ensure_admin(self) -> AbstractBaseUser:
         user_model = get_user_model()
         user, _ = user_model.objects.get_or_create(username=ADMIN_USERNAME)
         user.is_staff = user.is_superuser = True
         user.set_password(ADMIN_PASSWORD)
         user.save()
-        self.stdout.write(
-            self.style.SUCCESS(
-                f"Admin: http://{addrport}/admin/  user {ADMIN_USERNAME!r} "
-                f"password {ADMIN_PASSWORD!r}"
-            )
-        )
+        return user
