@@ -75,6 +75,17 @@ def _shared_session() -> boto3.session.Session:
     return boto3.session.Session()
 
 
+# Model formats that mimetypes misnames (".pt" is a SNES page table to it).
+_BINARY_SUFFIXES = (".pt", ".pth", ".ckpt", ".safetensors", ".onnx", ".bin", ".npz", ".h5")
+
+
+def guess_content_type(key: str) -> str:
+    """The Content-Type to store for ``key``: model formats are plain binary."""
+    if key.lower().endswith(_BINARY_SUFFIXES):
+        return DEFAULT_CONTENT_TYPE
+    return mimetypes.guess_type(key)[0] or DEFAULT_CONTENT_TYPE
+
+
 def validate_expiry(
     expiration: object,
     *,
@@ -171,7 +182,7 @@ class Store:
         ever published under ``key``.
         """
         key = validate_key(key, store=self.name, bucket=bucket)
-        content_type = content_type or mimetypes.guess_type(key)[0] or DEFAULT_CONTENT_TYPE
+        content_type = content_type or guess_content_type(key)
         size = source_size(source)
         reader = HashingReader(source)
         with translated(self.config, "upload", bucket, key):

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from dual_storage_app._streams import HashingReader, HashingWriter, atomic_destination, source_size
-from dual_storage_app.store import MAX_PARTS, MiB, transfer_config
+from dual_storage_app.store import MAX_PARTS, MiB, guess_content_type, transfer_config
 
 
 def test_writer_hashes_out_of_order_parts_in_byte_order(tmp_path: Path) -> None:
@@ -91,3 +91,18 @@ def test_part_size_keeps_within_ten_thousand_parts_and_bounded_memory(size: int 
         in_memory = config.max_in_memory_upload_chunks * config.multipart_chunksize
         assert in_memory <= 96 * MiB
     assert config.preferred_transfer_client == "classic"  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize(
+    ("key", "expected"),
+    [
+        ("m/resnet.pt", "application/octet-stream"),
+        ("m/resnet.PTH", "application/octet-stream"),
+        ("m/model.safetensors", "application/octet-stream"),
+        ("s/ultralytics.json", "application/json"),
+        ("d/set.zip", "application/zip"),
+        ("noext", "application/octet-stream"),
+    ],
+)
+def test_content_type_guess(key: str, expected: str) -> None:
+    assert guess_content_type(key) == expected
