@@ -1,0 +1,181 @@
+"""What the ``dualstorage_*`` commands share: kinds, row lookup, errors and output."""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+from collections.abc import Iterable, Iterator, Mapping
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, BinaryIO, cast
+
+from django.core.files.base import File
+from django.core.management.base import BaseCommand, CommandError, CommandParser
+
+from dual_storage_app.client import dual_storage
+from dual_storage_app.conf import ArtifactKind
+from dual_storage_app.exceptions import DualStorageError
+from dual_storage_app.models import ARTIFACT_MODELS, Artifact
+from dual_storage_app.store import Store
+
+from ._progress import ProgressBar, ProgressReader
+
+KINDS: tuple[ArtifactKind, ...] = ("weights", "checkpoints", "schemas", "datasets")
+MODELS: dict[str, type[Artifact]] = {model.kind: model for model in ARTIFACT_MODELS}
+# Kind-specific model fields, shown in output when the row has them.
+_EXTRA_FIELDS = ("framework", "job_id", "epoch", "metrics", "description")
+
+
+def locate(kind: str) -> tuple[Store, str]:
+    """The store and bucket of ``kind`` (one of :data:`KINDS`, checked by argparse)."""
+    with command_errors():
+        return dual_storage.locate(cast(ArtifactKind, kind))
+
+
+def positive_int(text: str) -> int:
+    """argparse type: an int of at least 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{value} is not a positive number")
+    return value
+
+
+def sha256_of(path: Path) -> str:
+    """SHA-256 of a local file, read in 1 MiB blocks."""
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        while block := handle.read(1024 * 1024):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def check_json(path: Path) -> None:
+    """Refuse a schema file that is not valid JSON before anything is uploaded."""
+    try:
+        json.loads(path.read_bytes())
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise CommandError(f"Schema file {str(path)!r} is not valid JSON: {exc}.") from exc
+
+
+def local_file(path: Path) -> Path:
+    if not path.is_file():
+        raise CommandError(f"{str(path)!r} is not a file.")
+    return path
+
+
+def artifact_data(artifact: Artifact) -> dict[str, Any]:
+    """A row as plain JSON-ready values."""
+    data: dict[str, Any] = {
+        "id": artifact.pk,
+        "kind": artifact.kind,
+        "name": artifact.name,
+        "store": artifact.store_name,
+        "bucket": artifact.bucket,
+        "key": artifact.key,
+        "size": artifact.size,
+        "sha256": artifact.sha256,
+        "etag": artifact.etag,
+        "content_type": artifact.content_type,
+        "created_at": artifact.created_at.isoformat() if artifact.created_at else None,
+    }
+    data.update({f: getattr(artifact, f) for f in _EXTRA_FIELDS if hasattr(artifact, f)})
+    return data
+
+
+def without_secrets(message: str) -> str:
+    """Belt and braces: error messages never carry a secret, and this makes sure."""
+    try:
+        config = dual_storage.config
+    except DualStorageError:
+        return message
+    for secret in (config.internal.secret_key, config.external.secret_key):
+        if secret:
+            message = message.replace(secret, "***")
+    return message
+
+
+@contextmanager
+def command_errors() -> Iterator[None]:
+    """Re-raise storage and local file errors as ``CommandError`` (non-zero exit)."""
+    try:
+        yield
+    except DualStorageError as exc:  # names store, bucket and key
+        raise CommandError(without_secrets(str(exc))) from exc
+    except OSError as exc:  # the local side: unreadable source, unwritable destination
+        where = f": {str(exc.filename)!r}" if exc.filename else ""
+        raise CommandError(f"Local file error ({exc.strerror or exc}){where}.") from exc
+
+
+class StorageCommand(BaseCommand):
+    """Base of the ``dualstorage_*`` commands: ``--json``, lookups, output, progress."""
+
+    json_output = False
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument(
+            "--json", action="store_true", help="Print one JSON document (for scripts)."
+        )
+
+    def execute(self, *args: Any, **options: Any) -> str | None:
+        self.json_output = bool(options.get("json"))
+        return super().execute(*args, **options)
+
+    @staticmethod
+    def add_kind_argument(parser: CommandParser) -> None:
+        parser.add_argument(
+            "kind",
+            choices=KINDS,
+            help="weights, checkpoints, schemas (internal store) or datasets (external).",
+        )
+
+    @staticmethod
+    def add_lookup_arguments(parser: CommandParser) -> None:
+        which = parser.add_mutually_exclusive_group(required=True)
+        which.add_argument("--id", type=positive_int, help="The artifact row's id.")
+        which.add_argument("--key", help="The object key in the kind's bucket.")
+
+    def find_artifact(
+        self, kind: str, pk: int | None, key: str | None, *, required: bool
+    ) -> Artifact | None:
+        """The row with ``pk`` or ``key``; ``None`` for an unknown key unless ``required``."""
+        model = MODELS[kind]
+        manager: Any = model._default_manager
+        row = cast(
+            "Artifact | None",
+            manager.filter(pk=pk).first() if pk is not None else manager.filter(file=key).first(),
+        )
+        if row is None and (required or pk is not None):
+            label = model._meta.verbose_name
+            what = f"id {pk}" if pk is not None else f"key {key!r}"
+            raise CommandError(f"No {label} with {what} in the database.")
+        return row
+
+    def emit(self, data: Mapping[str, Any], lines: Iterable[str] = ()) -> None:
+        """Write ``data`` as JSON with ``--json``, else the human-readable ``lines``."""
+        if self.json_output:
+            self.stdout.write(json.dumps(data, indent=2, default=str))
+        else:
+            for line in lines:
+                self.stdout.write(line)
+
+    def note(self, line: str) -> None:
+        """A human-readable line written as work happens (nothing with ``--json``)."""
+        if not self.json_output:
+            self.stdout.write(line)
+
+    def progress(self, label: str, total: int | None) -> ProgressBar:
+        return ProgressBar.for_terminal(self.stdout, label, total, quiet=self.json_output)
+
+    def store_file(self, artifact: Artifact, path: Path) -> None:
+        """Upload ``path`` through the model (size, SHA-256 and ETag measured in the one
+        streaming pass) and save the row, with a progress bar on a terminal."""
+        with command_errors(), path.open("rb") as handle:
+            size = path.stat().st_size
+            with self.progress(f"Uploading {path.name}", size) as bar:
+                reader = ProgressReader(handle, bar, size)
+                artifact.file.save(path.name, File(cast(BinaryIO, reader), name=path.name), False)
+                artifact.save()

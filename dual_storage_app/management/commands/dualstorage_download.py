@@ -1,0 +1,61 @@
+"""Download an artifact to a local file, atomically, verifying its recorded SHA-256."""
+
+from __future__ import annotations
+
+import posixpath
+from pathlib import Path
+from typing import Any
+
+from django.core.management.base import CommandParser
+
+from dual_storage_app.management._common import StorageCommand, command_errors, locate
+from dual_storage_app.management._progress import human_size, watch_partial_download
+
+
+class Command(StorageCommand):
+    help = (
+        "Download an artifact of KIND, chosen by --id or --key, to DEST (a file, or a "
+        "directory to keep the key's file name). The bytes land in a temporary file that "
+        "replaces DEST only when complete; when a row exists its SHA-256 is verified first."
+    )
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        super().add_arguments(parser)
+        self.add_kind_argument(parser)
+        self.add_lookup_arguments(parser)
+        parser.add_argument("dest", type=Path, help="Destination file or directory.")
+
+    def handle(
+        self, *args: Any, kind: str, id: int | None, key: str | None, dest: Path, **options: Any
+    ) -> None:
+        row = self.find_artifact(kind, id, key, required=False)
+        key = row.key if row is not None else str(key)
+        if dest.is_dir():
+            dest = dest / posixpath.basename(key)
+        expected = row.sha256 if row is not None and row.sha256 else None
+        with command_errors():
+            store, bucket = locate(kind)
+            total = row.size if row is not None else store.head(bucket, key).size
+            with self.progress(f"Downloading {dest.name}", total) as bar:
+                with watch_partial_download(dest, bar):
+                    result = store.download(bucket, key, dest, expected_sha256=expected)
+                bar.update_to(result.size)
+        self.emit(
+            {
+                "id": row.pk if row is not None else None,
+                "kind": kind,
+                "store": result.store,
+                "bucket": result.bucket,
+                "key": result.key,
+                "dest": str(dest),
+                "size": result.size,
+                "sha256": result.sha256,
+                "verified": expected is not None,
+            },
+            [
+                self.style.SUCCESS(f"Downloaded {result.key} to {dest}."),
+                f"size:   {human_size(result.size)} ({result.size} bytes)",
+                f"sha256: {result.sha256}"
+                + (" (verified)" if expected else " (no row: not verified)"),
+            ],
+        )

@@ -1,0 +1,79 @@
+"""Print a presigned GET URL for a dataset (external store only)."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+from django.core.management.base import CommandError, CommandParser
+from django.utils import timezone
+
+from dual_storage_app.management._common import KINDS, StorageCommand, command_errors, locate
+from dual_storage_app.store import MAX_PRESIGN_SECONDS, validate_expiry
+
+
+class Command(StorageCommand):
+    help = (
+        "Print a presigned GET URL for a dataset, chosen by --id or --key, and the time it "
+        "expires. Only datasets (external store) get URLs: internal artifacts never do."
+    )
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        super().add_arguments(parser)
+        self.add_lookup_arguments(parser)
+        parser.add_argument(
+            "--expires",
+            type=int,
+            default=3600,
+            metavar="SECONDS",
+            help=f"Lifetime of the URL, 1 to {MAX_PRESIGN_SECONDS} (7 days); default 3600.",
+        )
+        parser.add_argument(
+            "--kind",
+            choices=KINDS,
+            default="datasets",
+            help="Only 'datasets' is allowed; internal kinds are refused.",
+        )
+
+    def handle(
+        self,
+        *args: Any,
+        id: int | None,
+        key: str | None,
+        expires: int,
+        kind: str,
+        **options: Any,
+    ) -> None:
+        if kind != "datasets":
+            raise CommandError(
+                f"Internal artifacts ({kind}) never get a URL: they stay on the private "
+                f"internal store. Fetch one with `manage.py dualstorage_download {kind} "
+                "--id ID DEST` instead."
+            )
+        row = self.find_artifact(kind, id, key, required=False)
+        key = row.key if row is not None else str(key)
+        store, bucket = locate(kind)
+        with command_errors():
+            validate_expiry(expires, store=store.name, bucket=bucket, key=key)
+            if row is None:  # an unknown key: make sure it exists before handing out a URL
+                store.head(bucket, key)
+            # SigV4 signs the current second (X-Amz-Date); the URL dies that + expires.
+            expires_at = timezone.now().replace(microsecond=0) + timedelta(seconds=expires)
+            url = store.presign_get(bucket, key, expires)
+        self.emit(
+            {
+                "id": row.pk if row is not None else None,
+                "store": store.name,
+                "bucket": bucket,
+                "key": key,
+                "url": url,
+                "expires_in": expires,
+                "expires_at": expires_at.isoformat(),
+            },
+            [
+                self.style.SUCCESS(
+                    f"Presigned URL for {key} (expires {expires_at:%Y-%m-%d %H:%M:%S %Z}):"
+                ),
+                url,
+            ],
+        )
