@@ -1,0 +1,128 @@
+"""Admin for the artifact models: upload through the add form, inspect metadata, and act.
+
+Uploads stream from Django's upload file through the model's one-pass upload. Metadata
+is read-only. Internal artifacts download through the stream-through view (never a URL
+to the internal store); datasets get presigned links on the external store.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from django.contrib import admin
+from django.contrib.auth.base_user import AbstractBaseUser
+from django.forms import ModelForm
+from django.http import HttpRequest
+from django.template.defaultfilters import filesizeformat
+from django.urls import reverse
+from django.utils.html import format_html
+from django.utils.safestring import SafeString
+
+from ._admin_actions import (
+    create_presigned_links,
+    download,
+    refresh_metadata,
+    verify_integrity,
+)
+from .models import Artifact, ConfigSchema, Dataset, ModelWeight, TrainingCheckpoint
+
+if TYPE_CHECKING:
+    _ModelAdmin = admin.ModelAdmin[Any]
+else:
+    _ModelAdmin = admin.ModelAdmin
+
+_METADATA = (
+    "key",
+    "store",
+    "bucket",
+    "size_display",
+    "sha256",
+    "content_type",
+    "etag",
+    "uploaded_by",
+    "created_at",
+    "updated_at",
+)
+
+_COMMON_COLUMNS = ("store", "bucket", "size_display", "short_hash", "created_at")
+
+
+class ArtifactAdmin(_ModelAdmin):
+    """Shared list, search, filters, read-only metadata and actions."""
+
+    list_display: tuple[str, ...] = ("name", *_COMMON_COLUMNS)
+    list_filter: ClassVar[tuple[str, ...]] = ("created_at", "uploaded_by")
+    search_fields: ClassVar[tuple[str, ...]] = ("name", "file", "sha256")
+    date_hierarchy = "created_at"
+    list_select_related = ("uploaded_by",)
+    actions: Sequence[Any] = (verify_integrity, refresh_metadata)
+    extra_readonly: tuple[str, ...] = ()
+
+    @admin.display(description="store")
+    def store(self, obj: Artifact) -> str:
+        return obj.store_name
+
+    @admin.display(description="size", ordering="size")
+    def size_display(self, obj: Artifact) -> str:
+        return filesizeformat(obj.size)
+
+    @admin.display(description="SHA-256", ordering="sha256")
+    def short_hash(self, obj: Artifact) -> SafeString:
+        return format_html('<code title="{}">{}</code>', obj.sha256, obj.sha256[:12])
+
+    @admin.display(description="key")
+    def key(self, obj: Artifact) -> str:
+        return obj.key
+
+    def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> Any:
+        """Metadata on the change form; the add form only asks for the file and names."""
+        if obj is None:
+            return ()
+        return (*_METADATA, *self.extra_readonly)
+
+    def save_model(
+        self, request: HttpRequest, obj: Any, form: ModelForm[Any], change: bool
+    ) -> None:
+        """Record the uploader of a new file; ``obj.save()`` streams the file to its store."""
+        if (not change or "file" in form.changed_data) and isinstance(
+            request.user, AbstractBaseUser
+        ):
+            obj.uploaded_by = request.user
+        super().save_model(request, obj, form, change)
+
+
+class InternalArtifactAdmin(ArtifactAdmin):
+    """Weights, checkpoints, schemas: downloads stream through Django."""
+
+    actions = (download, verify_integrity, refresh_metadata)
+    extra_readonly = ("download_link",)
+
+    @admin.display(description="download")
+    def download_link(self, obj: Artifact) -> SafeString:
+        url = reverse("dual_storage_app:artifact-download", kwargs={"kind": obj.kind, "pk": obj.pk})
+        return format_html('<a href="{}">{}</a>', url, "Download (streamed through Django)")
+
+
+@admin.register(ModelWeight)
+class ModelWeightAdmin(InternalArtifactAdmin):
+    list_display = ("name", "framework", *_COMMON_COLUMNS)
+    search_fields = (*ArtifactAdmin.search_fields, "framework")
+
+
+@admin.register(TrainingCheckpoint)
+class TrainingCheckpointAdmin(InternalArtifactAdmin):
+    list_display = ("name", "job_id", "epoch", *_COMMON_COLUMNS)
+    list_filter = ("job_id", *ArtifactAdmin.list_filter)
+    search_fields = (*ArtifactAdmin.search_fields, "job_id")
+
+
+@admin.register(ConfigSchema)
+class ConfigSchemaAdmin(InternalArtifactAdmin):
+    list_display = ("name", "framework", *_COMMON_COLUMNS)
+    search_fields = (*ArtifactAdmin.search_fields, "framework")
+
+
+@admin.register(Dataset)
+class DatasetAdmin(ArtifactAdmin):
+    actions = (create_presigned_links, verify_integrity, refresh_metadata)

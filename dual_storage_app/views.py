@@ -1,0 +1,140 @@
+"""Downloads for signed-in users: internal artifacts stream through Django, datasets
+redirect to a presigned URL on the external store's public endpoint.
+
+The internal store is never exposed: no redirect, no URL and no endpoint in any answer.
+Anonymous users are sent to ``settings.LOGIN_URL`` when the project sets one, else to
+the admin's login page; signed-in users without permission get 403.
+"""
+
+from __future__ import annotations
+
+import logging
+import posixpath
+from collections.abc import Callable
+from functools import wraps
+from typing import Any
+
+from django.conf import global_settings, settings
+from django.contrib.auth.views import redirect_to_login
+from django.core.exceptions import PermissionDenied
+from django.db.models import Model
+from django.http import (
+    Http404,
+    HttpRequest,
+    HttpResponse,
+    HttpResponseBadRequest,
+    HttpResponseBase,
+    HttpResponseNotFound,
+    HttpResponseRedirect,
+    StreamingHttpResponse,
+)
+from django.shortcuts import get_object_or_404
+from django.urls import NoReverseMatch, reverse
+from django.utils.cache import patch_cache_control
+from django.utils.http import content_disposition_header
+from django.views.decorators.http import require_GET
+
+from ._object_stream import ObjectStream, locate, safe_reason
+from .exceptions import DualStorageError, InvalidArgument, ObjectNotFound
+from .models import ARTIFACT_MODELS, Artifact, Dataset
+from .store import DEFAULT_CONTENT_TYPE, validate_expiry
+
+logger = logging.getLogger(__name__)
+
+INTERNAL_MODELS: dict[str, type[Artifact]] = {
+    model.kind: model for model in ARTIFACT_MODELS if model.kind != "datasets"
+}
+DEFAULT_LINK_SECONDS = 3600
+
+View = Callable[..., HttpResponseBase]
+
+
+def login_url() -> str:
+    """``settings.LOGIN_URL`` if the project changed it, else the admin's login page."""
+    if settings.LOGIN_URL != global_settings.LOGIN_URL:
+        return str(settings.LOGIN_URL)
+    try:
+        return reverse("admin:login")
+    except NoReverseMatch:
+        return str(settings.LOGIN_URL)
+
+
+def _signed_in(view: View) -> View:
+    @wraps(view)
+    def wrapper(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponseBase:
+        if not request.user.is_authenticated:
+            return redirect_to_login(request.get_full_path(), login_url())
+        return view(request, *args, **kwargs)
+
+    return wrapper
+
+
+def _require_view_permission(request: HttpRequest, model: type[Model]) -> None:
+    opts = model._meta
+    if not request.user.has_perm(f"{opts.app_label}.view_{opts.model_name}"):
+        raise PermissionDenied
+
+
+def _storage_failure(exc: DualStorageError, artifact: Artifact) -> HttpResponse:
+    """A plain-text answer naming bucket and key (never the endpoint) for a failure."""
+    reason = safe_reason(exc, artifact)
+    if isinstance(exc, ObjectNotFound):
+        return HttpResponseNotFound(
+            f"The file of {artifact} is missing: {reason}.", content_type="text/plain"
+        )
+    logger.error("Download of %s failed: %s", artifact.key, exc)
+    return HttpResponse(
+        f"The file of {artifact} cannot be read now: {reason}.",
+        status=502,
+        content_type="text/plain",
+    )
+
+
+@require_GET
+@_signed_in
+def artifact_download(request: HttpRequest, kind: str, pk: int) -> HttpResponseBase:
+    """Stream an internal artifact (weights, checkpoints, schemas) to a staff user."""
+    model = INTERNAL_MODELS.get(kind)
+    if model is None:
+        raise Http404(f"No downloadable artifact kind {kind!r}.")
+    if not request.user.is_staff:
+        raise PermissionDenied
+    _require_view_permission(request, model)
+    artifact = get_object_or_404(model, pk=pk)
+    try:
+        stream = ObjectStream(artifact)
+    except DualStorageError as exc:
+        return _storage_failure(exc, artifact)
+    content_type = stream.content_type or artifact.content_type or DEFAULT_CONTENT_TYPE
+    response = StreamingHttpResponse(stream, content_type=content_type)
+    response["Content-Length"] = str(stream.size)
+    response["Content-Disposition"] = content_disposition_header(
+        as_attachment=True, filename=posixpath.basename(artifact.key) or "download"
+    )
+    if stream.etag:
+        response["ETag"] = f'"{stream.etag}"'
+    response["X-Content-Type-Options"] = "nosniff"
+    patch_cache_control(response, private=True)
+    return response
+
+
+@require_GET
+@_signed_in
+def dataset_link(request: HttpRequest, pk: int) -> HttpResponseBase:
+    """Redirect to a presigned GET URL for a dataset (``?expires=`` seconds, default 1 h)."""
+    _require_view_permission(request, Dataset)
+    raw = request.GET.get("expires", str(DEFAULT_LINK_SECONDS))
+    try:
+        expires = validate_expiry(int(raw))
+    except (ValueError, InvalidArgument):
+        return HttpResponseBadRequest(
+            f"expires must be a whole number of seconds from 1 to 604800, not {raw!r}.",
+            content_type="text/plain",
+        )
+    dataset = get_object_or_404(Dataset, pk=pk)
+    store, bucket = locate(dataset)
+    try:
+        url = store.presign_get(bucket, dataset.key, expires)
+    except DualStorageError as exc:
+        return _storage_failure(exc, dataset)
+    return HttpResponseRedirect(url)

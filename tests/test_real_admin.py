@@ -1,0 +1,314 @@
+"""The admin on the real servers: list pages, uploads, presigned links, download,
+verify and refresh actions, and no page that shows the internal store or a secret."""
+
+from __future__ import annotations
+
+import hashlib
+import urllib.request
+import uuid
+from datetime import timedelta
+from typing import Any
+from urllib.parse import urlsplit
+
+import pytest
+from django.contrib import messages
+from django.core.files.base import ContentFile
+from django.core.files.uploadedfile import SimpleUploadedFile
+from django.template.defaultfilters import filesizeformat
+from django.test import Client
+from django.urls import reverse
+from django.utils import timezone
+from pytest_django import Settings as SettingsWrapper
+
+from dual_storage_app.client import DualStorageClient
+from dual_storage_app.localserver import LocalS3Server, free_port_pair
+from dual_storage_app.models import (
+    Artifact,
+    ConfigSchema,
+    Dataset,
+    ModelWeight,
+    TrainingCheckpoint,
+)
+from tests.conftest import EXTERNAL_SECRET, INTERNAL_SECRET, real_settings
+
+pytestmark = [pytest.mark.real_s3, pytest.mark.django_db]
+
+
+def make(model: type[Artifact], data: bytes, **fields: Any) -> Any:
+    """Save an artifact of ``model`` holding ``data`` (uploaded by the model's save)."""
+    tag = uuid.uuid4().hex[:8]
+    defaults: dict[type[Artifact], dict[str, Any]] = {
+        ModelWeight: {"framework": "torch"},
+        TrainingCheckpoint: {"job_id": f"job-{tag}", "epoch": 3},
+        ConfigSchema: {"framework": f"fw-{tag}"},
+        Dataset: {},
+    }
+    artifact = model(name=f"{model.kind}-{tag}", **{**defaults[model], **fields})
+    artifact.file.save(f"{tag}.bin", ContentFile(data))
+    return artifact
+
+
+def changelist(model: type[Artifact]) -> str:
+    return reverse(f"admin:dual_storage_app_{model._meta.model_name}_changelist")
+
+
+def act(client: Client, model: type[Artifact], action: str, *rows: Artifact, **extra: Any) -> Any:
+    """POST ``action`` on ``rows`` from the changelist (``follow=True`` to see messages)."""
+    follow = extra.pop("follow", False)
+    data = {"action": action, "_selected_action": [row.pk for row in rows], **extra}
+    return client.post(changelist(model), data, follow=follow)
+
+
+def assert_nothing_private(content: bytes, servers: dict[str, LocalS3Server]) -> None:
+    text = content.decode()
+    assert servers["internal"].endpoint_url not in text
+    assert INTERNAL_SECRET not in text and EXTERNAL_SECRET not in text
+
+
+def levels(response: Any) -> list[tuple[int, str]]:
+    return [(m.level, str(m)) for m in response.context["messages"]]
+
+
+@pytest.mark.parametrize("model", [ModelWeight, TrainingCheckpoint, ConfigSchema, Dataset])
+def test_changelist_shows_size_and_short_hash(
+    model: type[Artifact],
+    real_storage: DualStorageClient,
+    admin_client: Client,
+    s3_servers: dict[str, LocalS3Server],
+) -> None:
+    artifact = make(model, b"x" * 3000)
+    response = admin_client.get(changelist(model))
+    assert response.status_code == 200
+    text = response.content.decode()
+    assert artifact.name in text and artifact.bucket in text
+    assert filesizeformat(3000) in text  # "2.9 KB"
+    assert f">{artifact.sha256[:12]}<" in text
+    assert artifact.store_name in text
+    assert_nothing_private(response.content, s3_servers)
+    found = admin_client.get(changelist(model), {"q": artifact.sha256})
+    assert artifact.name in found.content.decode()
+    missing = admin_client.get(changelist(model), {"q": "no-such-artifact"})
+    assert artifact.name not in missing.content.decode()
+    change_url = reverse(
+        f"admin:dual_storage_app_{model._meta.model_name}_change", args=[artifact.pk]
+    )
+    change = admin_client.get(change_url)
+    assert change.status_code == 200 and artifact.sha256 in change.content.decode()
+    assert_nothing_private(change.content, s3_servers)
+
+
+def test_checkpoint_list_has_job_columns_and_filter(
+    real_storage: DualStorageClient, admin_client: Client
+) -> None:
+    checkpoint = make(TrainingCheckpoint, b"ckpt", epoch=7)
+    make(TrainingCheckpoint, b"other")
+    response = admin_client.get(changelist(TrainingCheckpoint), {"job_id": checkpoint.job_id})
+    assert response.status_code == 200
+    assert [row.pk for row in response.context["cl"].result_list] == [checkpoint.pk]
+    assert checkpoint.job_id in response.content.decode()
+
+
+def test_add_form_upload_records_hash_size_and_uploader(
+    real_storage: DualStorageClient,
+    admin_client: Client,
+    admin_user: Any,
+    s3_servers: dict[str, LocalS3Server],
+) -> None:
+    data = b"\x00weights\xff" * 20_000
+    url = reverse("admin:dual_storage_app_modelweight_add")
+    form = admin_client.get(url)
+    assert form.status_code == 200 and b'enctype="multipart/form-data"' in form.content
+    upload = SimpleUploadedFile("resnet 50.pth", data, content_type="application/octet-stream")
+    response = admin_client.post(url, {"name": "resnet50", "framework": "torch", "file": upload})
+    assert response.status_code == 302, response.content
+    weight = ModelWeight.objects.get(name="resnet50")
+    assert weight.sha256 == hashlib.sha256(data).hexdigest() and weight.size == len(data)
+    assert weight.uploaded_by == admin_user and weight.bucket == "model-weights"
+    assert real_storage.head("weights", weight.key).size == len(data)
+    assert real_storage.internal.get_bytes("model-weights", weight.key) == data
+    change = admin_client.get(
+        reverse("admin:dual_storage_app_modelweight_change", args=[weight.pk])
+    )
+    text = change.content.decode()
+    assert weight.sha256 in text and weight.key in text
+    assert reverse("dual_storage_app:artifact-download", args=["weights", weight.pk]) in text
+    assert 'name="sha256"' not in text and 'name="size"' not in text  # read-only
+    assert_nothing_private(change.content, s3_servers)
+
+
+def test_change_form_edit_keeps_the_file(
+    real_storage: DualStorageClient, admin_client: Client
+) -> None:
+    dataset = make(Dataset, b"dataset")
+    url = reverse("admin:dual_storage_app_dataset_change", args=[dataset.pk])
+    response = admin_client.post(url, {"name": "renamed", "description": "d"})
+    assert response.status_code == 302, response.content
+    dataset.refresh_from_db()
+    assert dataset.name == "renamed" and dataset.size == len(b"dataset")
+    assert real_storage.exists("datasets", dataset.key)
+
+
+def test_actions_offered_per_store(real_storage: DualStorageClient, admin_client: Client) -> None:
+    def choices(model: type[Artifact]) -> set[str]:
+        form = admin_client.get(changelist(model)).context["action_form"]
+        return {name for name, _ in form.fields["action"].choices if name}
+
+    assert choices(Dataset) >= {"create_presigned_links", "verify_integrity", "refresh_metadata"}
+    assert "download" not in choices(Dataset)
+    for model in (ModelWeight, TrainingCheckpoint, ConfigSchema):
+        assert {"download", "verify_integrity", "refresh_metadata"} <= choices(model)
+        assert "create_presigned_links" not in choices(model)
+
+
+@pytest.fixture
+def public_endpoint(
+    s3_servers: dict[str, LocalS3Server], real_storage: DualStorageClient, settings: SettingsWrapper
+) -> str:
+    """The external store as a browser names it (localhost), distinct from its endpoint."""
+    public = f"http://localhost:{s3_servers['external'].s3_port}"
+    settings.DUAL_STORAGE = real_settings(s3_servers, EXTERNAL_STORAGE_PUBLIC_ENDPOINT=public)
+    return public
+
+
+def test_presign_action_shows_working_links_and_expiry(
+    public_endpoint: str, admin_client: Client, s3_servers: dict[str, LocalS3Server]
+) -> None:
+    first, second = make(Dataset, b"first dataset"), make(Dataset, b"second")
+    page = act(admin_client, Dataset, "create_presigned_links", first, second)
+    assert page.status_code == 200
+    assert "dual_storage_app/admin/presign_form.html" in [t.name for t in page.templates]
+    assert page.context["form"]["expires"].value() == 3600
+    assert first.key in page.content.decode()
+
+    before = timezone.now()
+    result = act(
+        admin_client, Dataset, "create_presigned_links", first, second, expires="120", apply="1"
+    )
+    assert result.status_code == 200
+    links = dict(result.context["links"])
+    assert set(links) == {first, second}
+    expires_at = result.context["expires_at"]
+    assert timezone.is_aware(expires_at)
+    assert before + timedelta(seconds=119) <= expires_at <= timezone.now() + timedelta(seconds=121)
+    local = timezone.localtime(expires_at)  # shown in the active time zone, with its offset
+    assert f'<time datetime="{local.isoformat()}">' in result.content.decode()
+    assert local.strftime("%Y-%m-%d %H:%M:%S %Z") in result.content.decode()
+    for dataset, url in links.items():
+        assert urlsplit(url).netloc == urlsplit(public_endpoint).netloc
+        assert "X-Amz-Expires=120" in url
+        assert url.replace("&", "&amp;") in result.content.decode()
+        with urllib.request.urlopen(url, timeout=10) as response:  # loopback only
+            assert response.read() == (b"first dataset" if dataset == first else b"second")
+    assert_nothing_private(result.content, s3_servers)
+    assert (messages.SUCCESS, "Created 2 presigned links.") in levels(result)
+
+
+@pytest.mark.parametrize("expires", ["0", "604801", "soon"])
+def test_presign_action_rejects_out_of_range_expiry(
+    expires: str, real_storage: DualStorageClient, admin_client: Client
+) -> None:
+    dataset = make(Dataset, b"d")
+    page = act(admin_client, Dataset, "create_presigned_links", dataset, expires=expires, apply="1")
+    assert page.status_code == 200
+    assert "links" not in page.context
+    assert page.context["form"].errors["expires"]
+    assert b"errorlist" in page.content
+
+
+def test_download_action_redirects_to_the_stream_view(
+    real_storage: DualStorageClient, admin_client: Client, s3_servers: dict[str, LocalS3Server]
+) -> None:
+    data = b"checkpoint bytes" * 1000
+    checkpoint = make(TrainingCheckpoint, data)
+    response = act(admin_client, TrainingCheckpoint, "download", checkpoint)
+    stream_url = reverse("dual_storage_app:artifact-download", args=["checkpoints", checkpoint.pk])
+    assert response.status_code == 302 and response["Location"] == stream_url
+    download = admin_client.get(stream_url)
+    assert b"".join(download.streaming_content) == data  # type: ignore[attr-defined]
+
+
+def test_download_action_wants_exactly_one_row(
+    real_storage: DualStorageClient, admin_client: Client
+) -> None:
+    weights = make(ModelWeight, b"a"), make(ModelWeight, b"b")
+    response = act(admin_client, ModelWeight, "download", *weights, follow=True)
+    assert response.redirect_chain[-1][0] == changelist(ModelWeight)
+    assert levels(response) == [
+        (messages.ERROR, "Select exactly one item to download (2 are selected).")
+    ]
+
+
+def test_verify_reports_intact_rows(real_storage: DualStorageClient, admin_client: Client) -> None:
+    rows = make(ModelWeight, b"w" * 70_000), make(ModelWeight, b"v")
+    response = act(admin_client, ModelWeight, "verify_integrity", *rows, follow=True)
+    reported = levels(response)
+    assert all(level == messages.SUCCESS for level, _ in reported)
+    for row in rows:
+        assert any(row.name in text and "intact" in text for _, text in reported)
+    assert (messages.SUCCESS, "2 artifacts verified.") in reported
+
+
+@pytest.mark.parametrize("model", [ConfigSchema, Dataset])
+def test_verify_reports_tampered_and_missing_objects(
+    model: type[Artifact],
+    real_storage: DualStorageClient,
+    admin_client: Client,
+    s3_servers: dict[str, LocalS3Server],
+) -> None:
+    intact, tampered, missing = (make(model, b"%d" % i * 100) for i in range(3))
+    store, bucket = real_storage.locate(model.kind)
+    store.client.put_object(Bucket=bucket, Key=tampered.key, Body=b"X" * 300)
+    store.delete(bucket, missing.key)
+    response = act(admin_client, model, "verify_integrity", intact, tampered, missing, follow=True)
+    reported = levels(response)
+    by_row = {
+        row.pk: [(lvl, t) for lvl, t in reported if row.name in t]
+        for row in (intact, tampered, missing)
+    }
+    assert [lvl for lvl, _ in by_row[intact.pk]] == [messages.SUCCESS]
+    assert [lvl for lvl, _ in by_row[tampered.pk]] == [messages.ERROR]
+    assert tampered.sha256[:12] in by_row[tampered.pk][0][1]
+    assert [lvl for lvl, _ in by_row[missing.pk]] == [messages.ERROR]
+    assert missing.key in by_row[missing.pk][0][1] and "no object" in by_row[missing.pk][0][1]
+    assert_nothing_private(response.content, s3_servers)
+
+
+def test_refresh_updates_size_and_reports_missing(
+    real_storage: DualStorageClient, admin_client: Client, s3_servers: dict[str, LocalS3Server]
+) -> None:
+    same, changed, missing = (make(TrainingCheckpoint, b"c" * 10) for _ in range(3))
+    store, bucket = real_storage.locate("checkpoints")
+    store.client.put_object(Bucket=bucket, Key=changed.key, Body=b"longer" * 100)
+    store.delete(bucket, missing.key)
+    response = act(
+        admin_client, TrainingCheckpoint, "refresh_metadata", same, changed, missing, follow=True
+    )
+    changed.refresh_from_db()
+    same.refresh_from_db()
+    assert changed.size == 600 and same.size == 10
+    assert changed.etag == store.head(bucket, changed.key).etag
+    reported = levels(response)
+    assert any(
+        lvl == messages.WARNING and changed.name in t and "size 10 → 600" in t
+        for lvl, t in reported
+    )
+    assert any(lvl == messages.ERROR and missing.key in t for lvl, t in reported)
+    assert (messages.SUCCESS, "1 artifact matches the store.") in reported
+    assert_nothing_private(response.content, s3_servers)
+
+
+def test_verify_reports_an_unreachable_store(
+    s3_servers: dict[str, LocalS3Server],
+    real_storage: DualStorageClient,
+    settings: SettingsWrapper,
+    admin_client: Client,
+) -> None:
+    weight = make(ModelWeight, b"w")
+    closed = f"http://127.0.0.1:{free_port_pair()}"  # nothing listens there
+    settings.DUAL_STORAGE = real_settings(s3_servers, INTERNAL_STORAGE_ENDPOINT=closed)
+    response = act(admin_client, ModelWeight, "verify_integrity", weight)
+    assert response.status_code == 302
+    reported = levels(admin_client.get(response["Location"]))
+    assert len(reported) == 1 and reported[0][0] == messages.ERROR
+    assert "could not be reached" in reported[0][1] and weight.key in reported[0][1]
+    assert closed not in reported[0][1]
