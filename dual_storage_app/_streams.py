@@ -165,8 +165,12 @@ def _default_file_mode(dest: Path) -> int:
 
 def source_size(source: object) -> int | None:
     """Bytes left to read in ``source``, when that can be known without reading it."""
-    if isinstance(source, File) and isinstance(source.size, int):  # Django File / upload
-        return source.size - (source.tell() if source.seekable() else 0)
+    if isinstance(source, File):  # Django File / UploadedFile
+        try:
+            size = source.size
+            return size - (source.tell() if source.seekable() else 0)
+        except (OSError, ValueError, AttributeError, TypeError):
+            return None  # a File around a stream that cannot tell its size
     try:
         return int(os.fstat(source.fileno()).st_size - source.tell())  # type: ignore[attr-defined]
     except (OSError, ValueError, AttributeError):

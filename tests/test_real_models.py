@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import hashlib
+import io
 
 import pytest
-from django.core.files.base import ContentFile
+from django.core.files.base import ContentFile, File
 from django.db import transaction
 
 from dual_storage_app.client import DualStorageClient
 from dual_storage_app.models import ConfigSchema, Dataset, ModelWeight, TrainingCheckpoint
+from dual_storage_app.store import MiB
 
 pytestmark = [pytest.mark.real_s3, pytest.mark.django_db(transaction=True)]
 
@@ -106,3 +108,34 @@ def test_schema_is_published_for_get_schema(real_storage: DualStorageClient) -> 
     assert real_storage.get_schema("yolo-test") == b'{"v": 2}'
     schema.delete()
     assert not real_storage.exists("schemas", "yolo-test.json")
+
+
+class FailingFile(io.RawIOBase):
+    """A source that breaks after ``limit`` bytes, like a client that disconnects."""
+
+    def __init__(self, limit: int) -> None:
+        self.remaining = limit
+        self.name = "interrupted.pth"
+
+    def readable(self) -> bool:
+        return True
+
+    def read(self, size: int = -1) -> bytes:
+        if self.remaining <= 0:
+            raise OSError("client went away")
+        size = self.remaining if size < 0 else min(size, self.remaining)
+        self.remaining -= size
+        return b"\0" * size
+
+
+def test_interrupted_upload_publishes_nothing(real_storage: DualStorageClient) -> None:
+    store, bucket = real_storage.locate("checkpoints")
+    before = {info.key for info in real_storage.list_objects("checkpoints", prefix="jobs/cut/")}
+    checkpoint = TrainingCheckpoint(name="cut", job_id="cut", epoch=3)
+    with pytest.raises(OSError, match="client went away"):
+        checkpoint.file.save("epoch3.pth", File(FailingFile(40 * MiB)))  # 40 MiB: multipart
+    assert not TrainingCheckpoint.objects.filter(job_id="cut").exists()
+    after = {info.key for info in real_storage.list_objects("checkpoints", prefix="jobs/cut/")}
+    assert after == before
+    uploads = store.client.list_multipart_uploads(Bucket=bucket, Prefix="jobs/cut/")
+    assert uploads.get("Uploads", []) == []  # the multipart upload was aborted

@@ -106,3 +106,14 @@ def test_part_size_keeps_within_ten_thousand_parts_and_bounded_memory(size: int 
 )
 def test_content_type_guess(key: str, expected: str) -> None:
     assert guess_content_type(key) == expected
+
+
+def test_source_size_of_a_django_file_around_a_pipe_is_unknown() -> None:
+    from django.core.files.base import File
+
+    class Pipe(io.RawIOBase):
+        def readable(self) -> bool:
+            return True
+
+    assert source_size(File(Pipe())) is None
+    assert source_size(File(io.BytesIO(b"12345"))) == 5
