@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -21,6 +20,7 @@ from pytest_django import Settings as SettingsWrapper
 from dual_storage_app.client import DualStorageClient
 from dual_storage_app.localserver import LocalS3Server
 from dual_storage_app.models import Dataset, ModelWeight
+from tests.http import fetch
 
 pytestmark = [
     pytest.mark.real_s3,
@@ -57,11 +57,6 @@ def browser() -> Iterator[Any]:
             os.environ.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)
         else:
             os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = previous
-
-
-def fetch(url: str) -> bytes:
-    with urllib.request.urlopen(url, timeout=10) as response:  # loopback only
-        return bytes(response.read())
 
 
 def test_admin_end_to_end_in_a_real_browser(

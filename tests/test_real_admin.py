@@ -4,7 +4,6 @@ verify and refresh actions, and no page that shows the internal store or a secre
 from __future__ import annotations
 
 import hashlib
-import urllib.request
 import uuid
 from datetime import timedelta
 from typing import Any
@@ -30,6 +29,7 @@ from dual_storage_app.models import (
     TrainingCheckpoint,
 )
 from tests.conftest import EXTERNAL_SECRET, INTERNAL_SECRET, real_settings
+from tests.http import fetch
 
 pytestmark = [pytest.mark.real_s3, pytest.mark.django_db]
 
@@ -197,8 +197,7 @@ def test_presign_action_shows_working_links_and_expiry(
         assert urlsplit(url).netloc == urlsplit(public_endpoint).netloc
         assert "X-Amz-Expires=120" in url
         assert url.replace("&", "&amp;") in result.content.decode()
-        with urllib.request.urlopen(url, timeout=10) as response:  # loopback only
-            assert response.read() == (b"first dataset" if dataset == first else b"second")
+        assert fetch(url) == (b"first dataset" if dataset == first else b"second")
     assert_nothing_private(result.content, s3_servers)
     assert (messages.SUCCESS, "Created 2 presigned links.") in levels(result)
 

@@ -7,7 +7,6 @@ import io
 import json
 import socket
 import time
-import urllib.request
 from collections.abc import Callable
 from datetime import datetime, timedelta
 from io import StringIO
@@ -25,6 +24,7 @@ from dual_storage_app.localserver import LocalS3Server
 from dual_storage_app.management._progress import ProgressBar, human_size
 from dual_storage_app.models import ConfigSchema, Dataset, ModelWeight, TrainingCheckpoint
 from tests.conftest import EXTERNAL_SECRET, INTERNAL_SECRET, real_settings
+from tests.http import fetch
 
 pytestmark = [pytest.mark.real_s3, pytest.mark.django_db(transaction=True)]
 MakeFile = Callable[..., Path]
@@ -235,8 +235,7 @@ def test_presign_a_dataset_and_fetch_its_bytes(
     expires_at = datetime.fromisoformat(data["expires_at"])
     assert before + timedelta(seconds=118) <= expires_at <= timezone.now() + timedelta(seconds=120)
     assert data["key"] == uploaded["key"] and "X-Amz-Expires=120" in data["url"]
-    with urllib.request.urlopen(data["url"], timeout=10) as response:  # loopback only
-        assert response.read() == source.read_bytes()
+    assert fetch(data["url"]) == source.read_bytes()
 
     out = run("dualstorage_presign", "--key", uploaded["key"])
     assert "Presigned URL for" in out and "X-Amz-Expires=3600" in out.splitlines()[1]

@@ -133,7 +133,7 @@ def test_interrupted_upload_publishes_nothing(real_storage: DualStorageClient) -
     before = {info.key for info in real_storage.list_objects("checkpoints", prefix="jobs/cut/")}
     checkpoint = TrainingCheckpoint(name="cut", job_id="cut", epoch=3)
     with pytest.raises(OSError, match="client went away"):
-        checkpoint.file.save("epoch3.pth", File(FailingFile(40 * MiB)))  # 40 MiB: multipart
+        checkpoint.file.save("epoch3.pth", File(FailingFile(40 * MiB)))  # type: ignore[arg-type]  # 40 MiB: multipart
     assert not TrainingCheckpoint.objects.filter(job_id="cut").exists()
     after = {info.key for info in real_storage.list_objects("checkpoints", prefix="jobs/cut/")}
     assert after == before

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import io
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -17,25 +15,10 @@ from dual_storage_app.client import DualStorageClient, dual_storage
 from dual_storage_app.exceptions import InvalidArgument
 from dual_storage_app.localserver import LocalS3Server
 from tests.conftest import real_settings
+from tests.http import fetch, refusal_status
 
 pytestmark = pytest.mark.real_s3
 MakeFile = Callable[..., Path]
-
-
-def fetch(url: str) -> bytes:
-    with urllib.request.urlopen(url, timeout=10) as response:  # loopback only
-        return bytes(response.read())
-
-
-def refusal_status(url: str) -> int:
-    """The HTTP error status a GET of ``url`` gets (fails the test if it succeeds)."""
-    try:
-        with urllib.request.urlopen(url, timeout=10):
-            pass
-    except urllib.error.HTTPError as error:
-        with error:
-            return error.code
-    raise AssertionError(f"{url} was served, but should have been refused")
 
 
 def test_presigned_url_downloads_the_bytes(

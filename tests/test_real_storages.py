@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import io
-import urllib.request
 from urllib.parse import urlsplit
 
 import pytest
@@ -17,6 +16,7 @@ from dual_storage_app.exceptions import InvalidKey, NoPublicURL
 from dual_storage_app.localserver import LocalS3Server
 from dual_storage_app.storages import ExternalStorage, InternalStorage, weights_storage
 from tests.conftest import EXTERNAL_SECRET, INTERNAL_SECRET
+from tests.http import fetch
 from tests.testapp.models import Upload
 
 pytestmark = [pytest.mark.real_s3, pytest.mark.django_db]
@@ -67,8 +67,7 @@ def test_dataset_url_is_presigned_and_serves_the_bytes(
     url = upload.dataset.url
     assert urlsplit(url).netloc == urlsplit(public).netloc
     assert "X-Amz-Signature=" in url
-    with urllib.request.urlopen(url, timeout=10) as response:
-        assert response.read() == b"zip bytes"
+    assert fetch(url) == b"zip bytes"
 
 
 @pytest.mark.parametrize("bad", ["../../etc/passwd", "/abs", "a//b", "nul\x00", "a\\b"])

@@ -4,7 +4,6 @@ staff with permission; datasets redirect to a presigned URL; everyone else is re
 from __future__ import annotations
 
 import hashlib
-import urllib.request
 import uuid
 from typing import Any
 from urllib.parse import quote, urlsplit
@@ -27,6 +26,7 @@ from dual_storage_app.models import (
 )
 from dual_storage_app.store import MiB
 from tests.conftest import EXTERNAL_SECRET, INTERNAL_SECRET, real_settings
+from tests.http import fetch
 
 pytestmark = [pytest.mark.real_s3, pytest.mark.django_db]
 
@@ -184,8 +184,7 @@ def test_dataset_link_redirects_to_a_working_presigned_url(
     location = response["Location"]
     assert urlsplit(location).netloc == urlsplit(public).netloc
     assert "X-Amz-Expires=3600" in location
-    with urllib.request.urlopen(location, timeout=10) as fetched:  # loopback only
-        assert fetched.read() == b"dataset for the browser"
+    assert fetch(location) == b"dataset for the browser"
     short = client.get(link_url(dataset.pk), {"expires": "60"})
     assert short.status_code == 302 and "X-Amz-Expires=60" in short["Location"]
 

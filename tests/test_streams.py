@@ -115,5 +115,5 @@ def test_source_size_of_a_django_file_around_a_pipe_is_unknown() -> None:
         def readable(self) -> bool:
             return True
 
-    assert source_size(File(Pipe())) is None
+    assert source_size(File(Pipe())) is None  # type: ignore[arg-type]
     assert source_size(File(io.BytesIO(b"12345"))) == 5
