@@ -128,7 +128,8 @@ def download(
     )
 
 
-@admin.action(description=gettext_lazy("Verify integrity"), permissions=["view"])
+# Change permission: a verify re-reads whole objects, not something every viewer may start.
+@admin.action(description=gettext_lazy("Verify integrity"), permissions=["change"])
 def verify_integrity(modeladmin: Admin, request: HttpRequest, queryset: QuerySet[Artifact]) -> None:
     """Re-read each object and compare its size and SHA-256 with the row."""
     ok = 0

@@ -9,13 +9,16 @@ Django has no rollback hook, but it discards the ``on_commit`` callbacks of a ro
 back transaction or savepoint. We register a marker callback and watch, with
 ``weakref.finalize``, for the moment Django drops it: if it was dropped without having
 run, the work was rolled back. In autocommit mode (no transaction), nothing can roll
-back and the upload stands.
+back and the upload stands. On CPython the marker is collected, and the rollback
+cleanup runs, the moment Django drops it; on other interpreters, at their next garbage
+collection.
 """
 
 from __future__ import annotations
 
 import logging
 import weakref
+from typing import Any
 
 from django.db import connections, transaction
 
@@ -34,7 +37,12 @@ def delete_on_rollback(store: Store, bucket: str, key: str, *, using: str) -> No
     def mark_committed() -> None:
         state["committed"] = True
 
-    transaction.on_commit(mark_committed, using=using)
+    connection = connections[using]
+    # First in line and robust: a failing callback registered earlier (which makes
+    # Django drop the rest of the list) can never make us mistake a commit for a
+    # rollback. The entry has the shape Django's on_commit() appends (Django >= 4.2).
+    entry: Any = (set(connection.savepoint_ids), mark_committed, True)
+    connection.run_on_commit.insert(0, entry)
     weakref.finalize(mark_committed, _delete_unless_committed, state, store, bucket, key)
 
 

@@ -7,8 +7,10 @@ never an endpoint (the internal one is private) and never a credential.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from typing import TYPE_CHECKING, Any
+
+from asgiref.sync import sync_to_async
 
 from ._errors import translated
 from .client import dual_storage
@@ -45,6 +47,18 @@ class ObjectStream:
         with translated(config, "download", bucket, key):
             yield from self._body.iter_chunks(CHUNK_SIZE)
 
+    async def aiter(self) -> AsyncIterator[bytes]:
+        """The same chunks for ASGI: each blocking read runs in a worker thread, so the
+        event loop never waits and Django never buffers the whole body."""
+        chunks = iter(self)
+
+        def next_chunk() -> bytes | None:
+            return next(chunks, None)
+
+        read = sync_to_async(next_chunk, thread_sensitive=False)
+        while (chunk := await read()) is not None:
+            yield chunk
+
     def close(self) -> None:
         self._body.close()
 
@@ -63,13 +77,18 @@ def hash_object(artifact: Artifact) -> tuple[int, str]:
     return size, digest.hexdigest()
 
 
-def safe_reason(exc: DualStorageError, artifact: Artifact) -> str:
-    """Why an operation on ``artifact`` failed, without the store's endpoint."""
-    where = f"key {artifact.key!r} in bucket {artifact.bucket!r} on the {artifact.store_name} store"
+def safe_reason(exc: DualStorageError, artifact: Artifact | None = None) -> str:
+    """Why an operation on ``artifact`` (else the error's own object) failed, without the
+    store's endpoint."""
+    if artifact is not None:
+        key, bucket, store = artifact.key, artifact.bucket, artifact.store_name
+    else:
+        key, bucket, store = exc.key or "", exc.bucket or "", exc.store or "storage"
+    where = f"key {key!r} in bucket {bucket!r} on the {store} store"
     if isinstance(exc, ObjectNotFound):
         return f"no object at {where}"
     if isinstance(exc, AccessDenied):
         return f"access to {where} was refused (check the store's credentials)"
     if isinstance(exc, StorageUnavailable):
-        return f"the {artifact.store_name} store could not be reached or failed for {where}"
+        return f"the {store} store could not be reached or failed for {where}"
     return f"{type(exc).__name__} for {where}"

@@ -10,10 +10,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from django.contrib import admin
+from django.contrib import admin, messages
 from django.contrib.auth.base_user import AbstractBaseUser
 from django.forms import ModelForm
-from django.http import HttpRequest
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.template.defaultfilters import filesizeformat
 from django.urls import reverse
 from django.utils.html import format_html
@@ -25,6 +25,8 @@ from ._admin_actions import (
     refresh_metadata,
     verify_integrity,
 )
+from ._object_stream import safe_reason
+from .exceptions import DualStorageError
 from .models import Artifact, ConfigSchema, Dataset, ModelWeight, TrainingCheckpoint
 
 if TYPE_CHECKING:
@@ -52,7 +54,11 @@ class ArtifactAdmin(_ModelAdmin):
     """Shared list, search, filters, read-only metadata and actions."""
 
     list_display: tuple[str, ...] = ("name", *_COMMON_COLUMNS)
-    list_filter: ClassVar[tuple[str, ...]] = ("created_at", "uploaded_by")
+    # Only users who uploaded something, not every account on the site.
+    list_filter: ClassVar[tuple[Any, ...]] = (
+        "created_at",
+        ("uploaded_by", admin.RelatedOnlyFieldListFilter),
+    )
     search_fields: ClassVar[tuple[str, ...]] = ("name", "file", "sha256")
     date_hierarchy = "created_at"
     list_select_related = ("uploaded_by",)
@@ -81,6 +87,23 @@ class ArtifactAdmin(_ModelAdmin):
             return ()
         return (*_METADATA, *self.extra_readonly)
 
+    def changeform_view(
+        self,
+        request: HttpRequest,
+        object_id: str | None = None,
+        form_url: str = "",
+        extra_context: dict[str, Any] | None = None,
+    ) -> HttpResponse:
+        """A store failure while saving is an error message, not a 500 (the admin's
+        transaction rolls back, and the upload with it)."""
+        try:
+            return super().changeform_view(request, object_id, form_url, extra_context)
+        except DualStorageError as exc:
+            self.message_user(
+                request, f"The file was not stored: {safe_reason(exc)}.", messages.ERROR
+            )
+            return HttpResponseRedirect(request.get_full_path())
+
     def save_model(
         self, request: HttpRequest, obj: Any, form: ModelForm[Any], change: bool
     ) -> None:
@@ -97,6 +120,14 @@ class InternalArtifactAdmin(ArtifactAdmin):
 
     actions = (download, verify_integrity, refresh_metadata)
     extra_readonly = ("download_link",)
+
+    def get_fields(self, request: HttpRequest, obj: Any = None) -> Any:
+        """A view-only user sees the key, not the read-only file widget (which would
+        ask the internal storage for a URL it never gives)."""
+        fields = super().get_fields(request, obj)
+        if obj is not None and not self.has_change_permission(request, obj):
+            return [field for field in fields if field != "file"]
+        return fields
 
     @admin.display(description="download")
     def download_link(self, obj: Artifact) -> SafeString:

@@ -25,6 +25,7 @@ from ._consistency import delete_on_commit, delete_on_rollback
 from .client import dual_storage
 from .conf import ArtifactKind
 from .storages import checkpoints_storage, datasets_storage, schemas_storage, weights_storage
+from .store import guess_content_type
 
 
 def unique_key(prefix: str, filename: str) -> str:
@@ -126,10 +127,12 @@ class Artifact(models.Model):
         if pending.seekable():
             pending.seek(0)
         key = self.file.field.generate_filename(self, self.file.name or "file")
-        result = store.upload(
-            bucket, key, pending, content_type=getattr(pending, "content_type", None)
-        )
+        # Registered before the upload: whatever fails after the first byte is sent (the
+        # PUT, the HEAD that confirms it, the row's INSERT), the object goes with the
+        # rollback. Deleting a key that was never written is harmless.
         delete_on_rollback(store, bucket, key, using=using)
+        # The type comes from the key, never from the browser's claim in an upload.
+        result = store.upload(bucket, key, pending, content_type=guess_content_type(key))
         self.file.name = key
         self.file._committed = True  # type: ignore[attr-defined]
         self.bucket, self.size, self.sha256 = bucket, result.size, result.sha256
@@ -185,12 +188,19 @@ class ConfigSchema(Artifact):
         constraints = (models.UniqueConstraint(fields=("file",), name="dual_storage_schema_key"),)
 
     def save(self, *args: Any, **kwargs: Any) -> None:
+        using = kwargs.get("using") or router.db_for_write(type(self), instance=self)
+        manager: Any = type(self)._default_manager
+        stored = manager.using(using).filter(pk=self.pk).values_list("framework", flat=True)
+        previous_framework = stored.first() if self.pk is not None else None
         new_version = _is_pending(self.file)
         super().save(*args, **kwargs)
-        if new_version:
-            using = kwargs.get("using") or router.db_for_write(type(self), instance=self)
+        renamed = previous_framework is not None and previous_framework != self.framework
+        if new_version or renamed:
             key, framework = self.key, self.framework
-            transaction.on_commit(lambda: _publish_schema(key, framework), using=using)
+            transaction.on_commit(lambda: _publish_schema(key, framework), using=using, robust=True)
+        if renamed:
+            store, bucket = dual_storage.locate("schemas")
+            delete_on_commit(store, bucket, f"{previous_framework}.json", using=using)
 
 
 def _publish_schema(version_key: str, framework: str) -> None:

@@ -17,6 +17,7 @@ from typing import Any
 from django.conf import global_settings, settings
 from django.contrib.auth.views import redirect_to_login
 from django.core.exceptions import PermissionDenied
+from django.core.handlers.asgi import ASGIRequest
 from django.db.models import Model
 from django.http import (
     Http404,
@@ -106,7 +107,9 @@ def artifact_download(request: HttpRequest, kind: str, pk: int) -> HttpResponseB
     except DualStorageError as exc:
         return _storage_failure(exc, artifact)
     content_type = stream.content_type or artifact.content_type or DEFAULT_CONTENT_TYPE
-    response = StreamingHttpResponse(stream, content_type=content_type)
+    # Under ASGI, Django would collect a synchronous iterator into memory first.
+    chunks = stream.aiter() if isinstance(request, ASGIRequest) else stream
+    response = StreamingHttpResponse(chunks, content_type=content_type)
     response["Content-Length"] = str(stream.size)
     response["Content-Disposition"] = content_disposition_header(
         as_attachment=True, filename=posixpath.basename(artifact.key) or "download"

@@ -4,6 +4,7 @@ verify and refresh actions, and no page that shows the internal store or a secre
 from __future__ import annotations
 
 import hashlib
+import os
 import uuid
 from datetime import timedelta
 from typing import Any
@@ -28,6 +29,7 @@ from dual_storage_app.models import (
     ModelWeight,
     TrainingCheckpoint,
 )
+from dual_storage_app.store import MiB
 from tests.conftest import EXTERNAL_SECRET, INTERNAL_SECRET, real_settings
 from tests.http import fetch
 
@@ -311,3 +313,53 @@ def test_verify_reports_an_unreachable_store(
     assert len(reported) == 1 and reported[0][0] == messages.ERROR
     assert "could not be reached" in reported[0][1] and weight.key in reported[0][1]
     assert closed not in reported[0][1]
+
+
+def test_large_admin_upload_streams_from_the_temporary_upload_file(
+    real_storage: DualStorageClient,
+    admin_client: Client,
+    settings: SettingsWrapper,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Above FILE_UPLOAD_MAX_MEMORY_SIZE Django spools the upload to a temp file; the
+    model streams from that file in parts (multipart), never from one bytes object."""
+    from django.core.files.uploadedfile import TemporaryUploadedFile
+
+    settings.FILE_UPLOAD_MAX_MEMORY_SIZE = 1024
+    data = os.urandom(20 * MiB)  # above the 16 MiB multipart threshold
+    seen: list[type] = []
+    store, _ = real_storage.locate("weights")
+    real_upload = store.upload
+
+    def spy(bucket: str, key: str, source: Any, **kwargs: Any) -> Any:
+        seen.append(type(source))
+        return real_upload(bucket, key, source, **kwargs)
+
+    monkeypatch.setattr(store, "upload", spy)
+    upload = SimpleUploadedFile("big.pth", data)
+    url = reverse("admin:dual_storage_app_modelweight_add")
+    response = admin_client.post(url, {"name": "big", "framework": "", "file": upload})
+    assert response.status_code == 302
+    weight = ModelWeight.objects.get(name="big")
+    assert seen == [TemporaryUploadedFile]
+    assert weight.sha256 == hashlib.sha256(data).hexdigest()
+    assert weight.etag.endswith("-2")  # two parts: streamed multipart
+
+
+def test_store_failure_on_the_add_form_is_an_error_message(
+    s3_servers: dict[str, LocalS3Server],
+    _real_buckets: None,
+    admin_client: Client,
+    settings: SettingsWrapper,
+) -> None:
+    settings.DUAL_STORAGE = real_settings(s3_servers, INTERNAL_STORAGE_SECRET_KEY="bad-secret-1")
+    url = reverse("admin:dual_storage_app_modelweight_add")
+    upload = SimpleUploadedFile("w.pth", b"weights")
+    response = admin_client.post(url, {"name": "nope", "framework": "", "file": upload})
+    assert response.status_code == 302 and response["Location"] == url
+    shown = admin_client.get(url)
+    errors = [text for level, text in levels(shown) if level == messages.ERROR]
+    assert len(errors) == 1 and errors[0].startswith("The file was not stored: access to key")
+    assert not ModelWeight.objects.filter(name="nope").exists()
+    assert_nothing_private(shown.content, s3_servers)
+    assert b"bad-secret-1" not in shown.content

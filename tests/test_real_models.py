@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import hashlib
 import io
+from typing import Any
 
 import pytest
 from django.core.files.base import ContentFile, File
 from django.db import transaction
 
 from dual_storage_app.client import DualStorageClient
+from dual_storage_app.exceptions import StorageUnavailable
 from dual_storage_app.models import ConfigSchema, Dataset, ModelWeight, TrainingCheckpoint
 from dual_storage_app.store import MiB
 
@@ -139,3 +141,58 @@ def test_interrupted_upload_publishes_nothing(real_storage: DualStorageClient) -
     assert after == before
     uploads = store.client.list_multipart_uploads(Bucket=bucket, Prefix="jobs/cut/")
     assert uploads.get("Uploads", []) == []  # the multipart upload was aborted
+
+
+def test_a_failing_earlier_on_commit_callback_never_deletes_committed_objects(
+    real_storage: DualStorageClient,
+) -> None:
+    def broker_down() -> None:
+        raise ConnectionError("broker down")
+
+    with pytest.raises(ConnectionError), transaction.atomic():
+        transaction.on_commit(broker_down)  # registered first, not robust
+        weight = ModelWeight(name="survivor")
+        weight.file.save("survivor.pth", ContentFile(b"committed bytes"))
+    # The transaction committed (the callback failed afterwards): row and object stay.
+    assert ModelWeight.objects.filter(pk=weight.pk).exists()
+    assert real_storage.internal.get_bytes("model-weights", weight.key) == b"committed bytes"
+
+
+def test_a_failure_after_the_put_removes_the_object(
+    real_storage: DualStorageClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store, _ = real_storage.locate("weights")
+    put_keys: list[str] = []
+    real_head = store.head
+
+    def head_then_fail(bucket: str, key: str) -> Any:
+        put_keys.append(key)
+        real_head(bucket, key)  # the object is there...
+        raise StorageUnavailable("HEAD failed after the PUT", store="internal")
+
+    monkeypatch.setattr(store, "head", head_then_fail)
+    with pytest.raises(StorageUnavailable):
+        ModelWeight(name="orphan").file.save("orphan.pth", ContentFile(b"orphan"))
+    monkeypatch.undo()
+    assert len(put_keys) == 1
+    assert not real_storage.exists("weights", put_keys[0])
+    assert not ModelWeight.objects.filter(name="orphan").exists()
+
+
+def test_renaming_a_schema_moves_its_published_copy(real_storage: DualStorageClient) -> None:
+    schema = ConfigSchema(name="s", framework="old-fw")
+    schema.file.save("s.json", ContentFile(b'{"s": 1}'))
+    assert real_storage.get_schema("old-fw") == b'{"s": 1}'
+    schema.framework = "new-fw"
+    schema.save()
+    assert real_storage.get_schema("new-fw") == b'{"s": 1}'
+    assert not real_storage.exists("schemas", "old-fw.json")
+
+
+def test_content_type_comes_from_the_key_not_the_client(real_storage: DualStorageClient) -> None:
+    upload = ContentFile(b"<script>alert(1)</script>", name="x.zip")
+    upload.content_type = "text/html"  # type: ignore[attr-defined]
+    dataset = Dataset(name="typed")
+    dataset.file.save("x.zip", upload)
+    assert dataset.content_type == "application/zip"
+    assert real_storage.head("datasets", dataset.key).content_type == "application/zip"

@@ -75,13 +75,17 @@ class Command(StorageCommand):
         )
 
     def _seed_one(self, kind: str, ident: str, path: Path) -> tuple[str, Artifact]:
-        """Skip, replace or create the row for one file; returns the action and the row."""
-        digest = sha256_of(path)
+        """Skip, replace or create the row for one file; returns the action and the row.
+
+        The local file is hashed only when a row of the same name and size exists, so a
+        new file is read once (by the upload, which hashes it in the same pass)."""
         lookup = {"framework": ident} if kind == "schemas" else {"name": ident}
         rows: Any = MODELS[kind]._default_manager.filter(**lookup)
-        same: Artifact | None = rows.filter(sha256=digest).first()
-        if same is not None:
-            return "skipped", same
+        candidates: Any = rows.filter(size=path.stat().st_size)
+        if candidates.exists():
+            same: Artifact | None = candidates.filter(sha256=sha256_of(path)).first()
+            if same is not None:
+                return "skipped", same
         row: Artifact | None = rows.order_by("-created_at", "-pk").first()
         action = "replaced" if row is not None else "created"
         if row is None:
