@@ -31,6 +31,9 @@ class ProviderProfile:
     checksum_mode: ChecksumMode
     # R2 wants every multipart part but the last to be the same size.
     uniform_part_size: bool
+    # Object tags carry the SHA-256 recorded at upload, checked on download. R2 has no
+    # object tagging; there, downloads verify only against a hash the caller passes.
+    supports_tagging: bool = True
     # We never send ACLs: objects stay private, and R2 rejects most ACL headers.
     sends_acl: bool = False
 
@@ -80,6 +83,7 @@ R2 = ProviderProfile(
     default_region="auto",
     checksum_mode="when_required",
     uniform_part_size=True,
+    supports_tagging=False,
 )
 AWS = ProviderProfile(
     name="aws",

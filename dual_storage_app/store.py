@@ -11,16 +11,15 @@ from __future__ import annotations
 
 import builtins
 import functools
-import mimetypes
 import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO
 
 import boto3
-from boto3.s3.transfer import TransferConfig
 from botocore.config import Config
 
+from . import _integrity
 from ._errors import describe, translated
 from ._streams import HashingReader, HashingWriter, Readable, atomic_destination, source_size
 from .conf import StoreConfig
@@ -28,43 +27,18 @@ from .exceptions import IntegrityError, InvalidArgument, ObjectNotFound
 from .keys import validate_key
 from .objects import ObjectInfo, TransferResult
 
+# Re-exported: the transfer policy used to live here.
+from .transfer import DEFAULT_CONTENT_TYPE as DEFAULT_CONTENT_TYPE
+from .transfer import MAX_PARTS as MAX_PARTS
+from .transfer import MAX_PRESIGN_SECONDS as MAX_PRESIGN_SECONDS
+from .transfer import PART_SIZE as PART_SIZE
+from .transfer import MiB as MiB
+from .transfer import guess_content_type as guess_content_type
+from .transfer import transfer_config as transfer_config
+from .transfer import validate_expiry as validate_expiry
+
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
-
-MiB = 1024 * 1024
-MAX_PRESIGN_SECONDS = 7 * 24 * 3600  # SigV4's limit; botocore does not enforce it.
-DEFAULT_CONTENT_TYPE = "application/octet-stream"
-
-
-PART_SIZE = 16 * MiB
-MAX_PARTS = 10_000
-_IN_MEMORY_BUDGET = 96 * MiB  # parts buffered at once, whatever the part size
-
-
-def transfer_config(size: int | None = None) -> TransferConfig:
-    """Multipart settings for a transfer of ``size`` bytes (``None``: unknown).
-
-    Parts are 16 MiB, grown in whole MiB when ``size`` would need more than 10,000 of
-    them; memory stays within about 96 MiB of buffered parts. A stream of unknown size
-    can therefore carry at most 16 MiB x 10,000 (156 GiB).
-    """
-    part_size = PART_SIZE
-    if size is not None and size > PART_SIZE * MAX_PARTS:
-        smallest = -(-size // MAX_PARTS)  # ceil(size / MAX_PARTS)
-        part_size = -(-smallest // MiB) * MiB  # rounded up to a whole MiB
-    config = TransferConfig(
-        multipart_threshold=PART_SIZE,
-        multipart_chunksize=part_size,
-        max_concurrency=8,
-        use_threads=True,
-        # The CRT client ignores endpoint_url and would talk to AWS (boto3 #4839).
-        preferred_transfer_client="classic",
-    )
-    in_memory = max(2, _IN_MEMORY_BUDGET // part_size)
-    config.max_in_memory_upload_chunks = in_memory
-    config.max_in_memory_download_chunks = in_memory
-    return config
-
 
 _SESSION_LOCK = threading.Lock()
 
@@ -73,44 +47,6 @@ _SESSION_LOCK = threading.Lock()
 def _shared_session() -> boto3.session.Session:
     """One credential-less session, so botocore loads the S3 model once per process."""
     return boto3.session.Session()
-
-
-# Model formats that mimetypes misnames (".pt" is a SNES page table to it).
-_BINARY_SUFFIXES = (".pt", ".pth", ".ckpt", ".safetensors", ".onnx", ".bin", ".npz", ".h5")
-
-
-def guess_content_type(key: str) -> str:
-    """The Content-Type to store for ``key``: model formats are plain binary."""
-    if key.lower().endswith(_BINARY_SUFFIXES):
-        return DEFAULT_CONTENT_TYPE
-    return mimetypes.guess_type(key)[0] or DEFAULT_CONTENT_TYPE
-
-
-def validate_expiry(
-    expiration: object,
-    *,
-    store: str | None = None,
-    bucket: str | None = None,
-    key: str | None = None,
-) -> int:
-    """Presign lifetime in seconds: an int from 1 s to 7 days."""
-    where = f" for {store} store, bucket {bucket!r}, key {key!r}" if store else ""
-    if isinstance(expiration, bool) or not isinstance(expiration, int):
-        raise InvalidArgument(
-            f"Presign expiration{where} must be an int number of seconds, not {expiration!r}.",
-            store=store,
-            bucket=bucket,
-            key=key,
-        )
-    if not 1 <= expiration <= MAX_PRESIGN_SECONDS:
-        raise InvalidArgument(
-            f"Presign expiration {expiration} s{where} is out of range: "
-            f"use 1 to {MAX_PRESIGN_SECONDS} seconds (7 days).",
-            store=store,
-            bucket=bucket,
-            key=key,
-        )
-    return expiration
 
 
 class Store:
@@ -202,6 +138,7 @@ class Store:
                 bucket=bucket,
                 key=key,
             )
+        _integrity.record(self, bucket, key, reader.sha256)
         return TransferResult(
             self.name, bucket, key, reader.size, reader.sha256, info.etag, content_type
         )
@@ -217,28 +154,24 @@ class Store:
     def download(
         self, bucket: str, key: str, dest: Path, *, expected_sha256: str | None = None
     ) -> TransferResult:
-        """Stream ``bucket/key`` into ``dest`` atomically, hashing it on the way.
+        """Stream ``bucket/key`` into ``dest`` atomically, hashing and verifying it.
 
         The bytes go to a temporary file beside ``dest`` that is renamed into place only
-        when complete (and, if ``expected_sha256`` is given, verified): a failed download
-        leaves no file and an existing ``dest`` untouched.
+        when complete and verified against ``expected_sha256`` or, when not given, the
+        SHA-256 recorded at upload: a failed or corrupt download leaves no file and an
+        existing ``dest`` untouched.
         """
         key = validate_key(key, store=self.name, bucket=bucket)
         with atomic_destination(Path(dest)) as tmp_file:
-            result = self.read_into(bucket, key, tmp_file)
-            if expected_sha256 is not None and result.sha256 != expected_sha256.lower():
-                raise IntegrityError(
-                    f"Download from the {describe(self.config, bucket, key)} has SHA-256 "
-                    f"{result.sha256}, expected {expected_sha256}; nothing was written.",
-                    store=self.name,
-                    bucket=bucket,
-                    key=key,
-                )
-        return result
+            return self.read_into(bucket, key, tmp_file, expected_sha256=expected_sha256)
 
-    def read_into(self, bucket: str, key: str, sink: BinaryIO) -> TransferResult:
-        """Stream ``bucket/key`` into ``sink`` in order (ranged GETs in parallel)."""
+    def read_into(
+        self, bucket: str, key: str, sink: BinaryIO, *, expected_sha256: str | None = None
+    ) -> TransferResult:
+        """Stream ``bucket/key`` into ``sink`` in order (ranged GETs in parallel), then
+        verify it as :meth:`download` does (``sink`` must be ``w+b``)."""
         key = validate_key(key, store=self.name, bucket=bucket)
+        expected = expected_sha256 or _integrity.recorded(self, bucket, key)
         writer = HashingWriter(sink)
         with translated(self.config, "download", bucket, key):
             self.client.download_fileobj(
@@ -247,7 +180,9 @@ class Store:
                 writer,  # type: ignore[arg-type]
                 Config=self._transfer_config,
             )
-        return TransferResult(self.name, bucket, key, writer.size, writer.sha256, "")
+        result = TransferResult(self.name, bucket, key, writer.size, writer.sha256, "")
+        _integrity.check(self, result, expected)
+        return result
 
     def get_bytes(self, bucket: str, key: str) -> bytes:
         """Read a small object whole (schemas); large objects go through :meth:`download`."""

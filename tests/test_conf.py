@@ -451,3 +451,9 @@ def test_load_config_with_nothing_set_names_every_missing_endpoint() -> None:
     assert "INTERNAL_STORAGE_ENDPOINT" in message
     assert "EXTERNAL_STORAGE_ENDPOINT" in message
     assert "AWS_S3_ENDPOINT_URL" in message  # the hint lists the legacy name as well
+
+
+def test_r2_records_no_tags_and_minio_does() -> None:
+    assert PROFILES["r2"].supports_tagging is False
+    assert PROFILES["minio"].supports_tagging is True
+    assert PROFILES["aws"].supports_tagging is True

@@ -116,3 +116,37 @@ def test_presign_parameters_cannot_retarget_the_link(
 def _write(path: Path, data: bytes) -> Path:
     path.write_bytes(data)
     return path
+
+
+def test_client_download_verifies_the_sha256_recorded_at_upload(
+    real_storage: DualStorageClient, tmp_path: Path, unique_key: str
+) -> None:
+    key = f"{unique_key}/rot.pth"
+    result = real_storage.upload_weight(
+        file_path=_write(tmp_path / "src", b"good" * 1000), weight_key=key
+    )
+    store, bucket = real_storage.locate("weights")
+    tags = store.client.get_object_tagging(Bucket=bucket, Key=key)["TagSet"]
+    assert tags == [{"Key": "sha256", "Value": result.sha256}]
+    # Bit rot: different bytes under the key, the recorded hash still there.
+    store.client.put_object(Bucket=bucket, Key=key, Body=b"bad!" * 1000)
+    store.client.put_object_tagging(
+        Bucket=bucket, Key=key, Tagging={"TagSet": [{"Key": "sha256", "Value": result.sha256}]}
+    )
+    dest = tmp_path / "dest.pth"
+    dest.write_bytes(b"previous")
+    with pytest.raises(IntegrityError, match="recorded at upload"):
+        real_storage.download_weight(weight_key=key, dest_path=dest)
+    assert dest.read_bytes() == b"previous"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["dest.pth", "src"]
+
+
+def test_an_overwrite_clears_the_recorded_hash(
+    real_storage: DualStorageClient, tmp_path: Path, unique_key: str
+) -> None:
+    key = f"{unique_key}/replaced.pth"
+    real_storage.upload_weight(file_path=_write(tmp_path / "a", b"a"), weight_key=key)
+    store, bucket = real_storage.locate("weights")
+    store.client.put_object(Bucket=bucket, Key=key, Body=b"written by another tool")
+    real_storage.download_weight(weight_key=key, dest_path=tmp_path / "b")  # no stale hash
+    assert (tmp_path / "b").read_bytes() == b"written by another tool"
