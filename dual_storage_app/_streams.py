@@ -78,6 +78,7 @@ class HashingWriter:
         self._position = 0
         self._hashed = 0  # bytes [0, _hashed) are in the hash
         self._pending: dict[int, int] = {}  # offset -> length written ahead of _hashed
+        self._rewritten = False  # a retry wrote again below _hashed
         self.size = 0
 
     def seekable(self) -> bool:
@@ -101,6 +102,10 @@ class HashingWriter:
             self._absorb_pending()
         elif offset > self._hashed:
             self._pending[offset] = written
+        else:
+            # s3transfer retried a range from its start: bytes already hashed were
+            # written again (and may differ). Hash the finished file from disk instead.
+            self._rewritten = True
         return written
 
     def _absorb_pending(self) -> None:
@@ -113,9 +118,25 @@ class HashingWriter:
 
     @property
     def sha256(self) -> str:
+        if self._rewritten:
+            return self._rehash()
         if self._pending or self._hashed != self.size:
             raise RuntimeError("The download left a gap; its hash is incomplete.")
         return self._sha256.hexdigest()
+
+    def _rehash(self) -> str:
+        """SHA-256 of the sink's bytes as they are now (page cache; retries only)."""
+        digest = hashlib.sha256()
+        self._sink.seek(0)
+        remaining = self.size
+        while remaining > 0:
+            block = self._sink.read(min(remaining, 1024 * 1024))
+            if not block:
+                raise RuntimeError("The download left a gap; its hash is incomplete.")
+            digest.update(block)
+            remaining -= len(block)
+        self._sink.seek(self._position)
+        return digest.hexdigest()
 
 
 @contextmanager

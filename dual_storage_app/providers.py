@@ -16,6 +16,12 @@ from botocore.config import Config
 _AWS_REGION_HOST = re.compile(
     r"^(?:.+\.)?s3[.-](?:dualstack\.)?([a-z]{2}(?:-[a-z]+)+-\d)\.amazonaws\.com$"
 )
+# A store that accepts a connection and never answers costs at most
+# TOTAL_ATTEMPTS x READ_TIMEOUT (plus backoff) before the caller gets StorageUnavailable.
+# READ_TIMEOUT is an idle timeout between bytes, not a limit on a whole transfer.
+CONNECT_TIMEOUT = 3.0
+READ_TIMEOUT = 10.0
+TOTAL_ATTEMPTS = 5
 ChecksumMode = Literal["when_required", "when_supported"]
 
 
@@ -52,7 +58,11 @@ class ProviderProfile:
         return {}
 
     def botocore_config(
-        self, *, max_pool_connections: int, connect_timeout: float, read_timeout: float
+        self,
+        *,
+        max_pool_connections: int,
+        connect_timeout: float = CONNECT_TIMEOUT,
+        read_timeout: float = READ_TIMEOUT,
     ) -> Config:
         """The botocore client configuration for this provider."""
         return Config(
@@ -60,9 +70,10 @@ class ProviderProfile:
             s3={"addressing_style": self.addressing_style},
             request_checksum_calculation=self.checksum_mode,
             response_checksum_validation=self.checksum_mode,
-            # "standard" retries transient errors (5xx, throttling, resets) with
-            # exponential backoff and jitter, a bounded number of times.
-            retries={"mode": "standard", "max_attempts": 5},
+            # "standard" retries resets, timeouts, 5xx and SlowDown with jittered
+            # exponential backoff under a retry budget (no retry storms); "legacy" has no
+            # budget, "adaptive" is tuned to AWS's own throttling. 5 attempts in all.
+            retries={"mode": "standard", "total_max_attempts": TOTAL_ATTEMPTS},
             connect_timeout=connect_timeout,
             read_timeout=read_timeout,
             max_pool_connections=max_pool_connections,

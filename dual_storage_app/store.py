@@ -75,9 +75,7 @@ class Store:
         return self._client
 
     def _make_client(self, endpoint_url: str, *, path_style: bool = False) -> S3Client:
-        config = self.config.provider.botocore_config(
-            max_pool_connections=32, connect_timeout=5, read_timeout=60
-        )
+        config = self.config.provider.botocore_config(max_pool_connections=32)
         if path_style:
             config = config.merge(Config(s3={"addressing_style": "path"}))
         with _SESSION_LOCK:  # boto3 sessions are not thread-safe; clients are

@@ -1,0 +1,156 @@
+"""Find and abort stale multipart uploads in every configured bucket of both stores.
+
+A multipart upload that never completes (the process or the server died mid-transfer,
+so s3transfer could not abort it) keeps its parts on the server, invisible to
+``list_objects`` and billed on R2/S3, until someone aborts it. Run this from cron.
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+from datetime import datetime, timezone
+from typing import Any
+
+from django.core.management.base import CommandError, CommandParser
+
+from dual_storage_app._errors import translated
+from dual_storage_app.exceptions import DualStorageError, ObjectNotFound
+from dual_storage_app.management._common import KINDS, StorageCommand, locate, without_secrets
+from dual_storage_app.store import Store
+
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+_DURATION = re.compile(r"^\s*(\d+)\s*([smhd]?)\s*$", re.IGNORECASE)
+
+
+def duration(text: str) -> int:
+    """argparse type: ``24h``, ``30m``, ``3600s``, ``2d`` or plain seconds -> seconds."""
+    match = _DURATION.match(text)
+    if not match:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a duration; use e.g. 24h, 30m, 3600s, 2d or 0"
+        )
+    return int(match.group(1)) * _UNITS[(match.group(2) or "s").lower()]
+
+
+def human_age(seconds: float) -> str:
+    """``93784`` -> ``1d 2h 3m``; under a minute, whole seconds."""
+    seconds = max(0, int(seconds))
+    if seconds < 60:
+        return f"{seconds}s"
+    days, rest = divmod(seconds, 86400)
+    hours, rest = divmod(rest, 3600)
+    parts = [f"{days}d"] if days else []
+    parts += [f"{hours}h"] if days or hours else []
+    return " ".join([*parts, f"{rest // 60}m"])
+
+
+def stale_uploads(store: Store, bucket: str, now: datetime) -> list[dict[str, Any]]:
+    """Every incomplete multipart upload in ``bucket``, oldest first, page by page."""
+    found: list[dict[str, Any]] = []
+    with translated(store.config, "list multipart uploads", bucket):
+        paginator = store.client.get_paginator("list_multipart_uploads")
+        for page in paginator.paginate(Bucket=bucket):
+            for upload in page.get("Uploads", []):
+                initiated = upload.get("Initiated")
+                age = (now - initiated).total_seconds() if initiated else None
+                found.append(
+                    {
+                        "store": store.name,
+                        "bucket": bucket,
+                        "key": upload.get("Key", ""),
+                        "upload_id": upload.get("UploadId", ""),
+                        "initiated": initiated.isoformat() if initiated else None,
+                        "age_seconds": None if age is None else max(0, round(age)),
+                    }
+                )
+    return sorted(found, key=lambda u: -(u["age_seconds"] or 0))
+
+
+def abort(store: Store, upload: dict[str, Any]) -> str:
+    """Abort one upload; ``"aborted"``, or ``"gone"`` if it completed or was aborted since."""
+    try:
+        with translated(store.config, "abort a multipart upload", upload["bucket"], upload["key"]):
+            store.client.abort_multipart_upload(
+                Bucket=upload["bucket"], Key=upload["key"], UploadId=upload["upload_id"]
+            )
+    except ObjectNotFound:  # NoSuchUpload: nothing left to clean
+        return "gone"
+    return "aborted"
+
+
+class Command(StorageCommand):
+    help = (
+        "List incomplete multipart uploads in every configured bucket of both stores and "
+        "abort those older than --older-than (default 24h). Reports store, bucket, key, "
+        "upload id and age. Exits non-zero if a store cannot be listed or an abort fails."
+    )
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        super().add_arguments(parser)
+        parser.add_argument(
+            "--older-than",
+            type=duration,
+            default=duration("24h"),
+            metavar="DURATION",
+            help="Abort uploads started at least this long ago: 24h (default), 30m, 3600s, "
+            "2d; 0 aborts every incomplete upload (including one in progress right now).",
+        )
+        parser.add_argument("--dry-run", action="store_true", help="Only list; abort nothing.")
+
+    def handle(self, *args: Any, older_than: int, dry_run: bool, **options: Any) -> None:
+        targets: dict[tuple[str, str], Store] = {}
+        for kind in KINDS:
+            store, bucket = locate(kind)
+            targets.setdefault((store.name, bucket), store)
+        now = datetime.now(timezone.utc)
+        uploads: list[dict[str, Any]] = []
+        failures: list[str] = []
+        for (_, bucket), store in targets.items():
+            try:
+                found = stale_uploads(store, bucket, now)
+            except DualStorageError as exc:
+                failures.append(without_secrets(str(exc)))
+                continue
+            for upload in found:
+                age = upload["age_seconds"]
+                if age is not None and age < older_than:
+                    upload["action"] = "kept"
+                elif dry_run:
+                    upload["action"] = "would abort"
+                else:
+                    try:
+                        upload["action"] = abort(store, upload)
+                    except DualStorageError as exc:
+                        upload["action"] = "failed"
+                        failures.append(without_secrets(str(exc)))
+                uploads.append(upload)
+        self.emit(
+            {
+                "dry_run": dry_run,
+                "older_than_seconds": older_than,
+                "uploads": uploads,
+                "aborted": sum(u["action"] == "aborted" for u in uploads),
+                "errors": failures,
+            },
+            [*map(self._line, uploads), self._summary(uploads, dry_run, older_than)],
+        )
+        if failures:
+            raise CommandError(f"{len(failures)} store operation(s) failed: " + " ".join(failures))
+
+    def _line(self, upload: dict[str, Any]) -> str:
+        age = "?" if upload["age_seconds"] is None else human_age(upload["age_seconds"])
+        return (
+            f"{upload['action']:<11}  {upload['store']:<8}  {upload['bucket']}  {upload['key']}"
+            f"  upload {upload['upload_id']}  age {age}"
+        )
+
+    def _summary(self, uploads: list[dict[str, Any]], dry_run: bool, older_than: int) -> str:
+        limit = human_age(older_than)
+        if dry_run:
+            due = sum(u["action"] == "would abort" for u in uploads)
+            text = f"Dry run: {due} of {len(uploads)} incomplete upload(s) are {limit} or older."
+        else:
+            done = sum(u["action"] == "aborted" for u in uploads)
+            text = f"Aborted {done} of {len(uploads)} incomplete upload(s) {limit} or older."
+        return self.style.SUCCESS(text)
