@@ -1,7 +1,7 @@
 """System checks (``manage.py check``): configuration only, never a network request.
 
 Ids are stable: E001 missing endpoint, E002 missing credentials, E003 bad endpoint URL,
-E004 bad public endpoint, E005 unknown provider, E006 bad bucket name, E007 bad
+E004 bad public endpoint, E005 unknown provider, E009 bad region, E006 bad bucket name, E007 bad
 ``DUAL_STORAGE`` setting, E008 two kinds share one bucket; W001 legacy variables in use,
 W002 one endpoint for both stores in production, W003 internal and external kinds share a
 bucket (an error when DEBUG is off). Probing the stores belongs in a management command.

@@ -16,7 +16,8 @@ from django.core.signals import setting_changed
 from django.dispatch import receiver
 
 from .conf import SETTINGS_KEY, ArtifactKind, DualStorageConfig, StoreName, load_config
-from .exceptions import InvalidArgument
+from .exceptions import InvalidArgument, InvalidKey
+from .keys import validate_key
 from .objects import ObjectInfo, TransferResult
 from .store import Store
 
@@ -135,12 +136,15 @@ _KINDS: tuple[ArtifactKind, ...] = ("weights", "checkpoints", "schemas", "datase
 
 
 def schema_key(framework: str) -> str:
-    """``"ultralytics"`` -> ``"ultralytics.json"`` (validated by the store)."""
+    """``"ultralytics"`` -> ``"ultralytics.json"``; the one check of a schema name."""
     if not isinstance(framework, str) or not framework or "/" in framework:
-        raise InvalidArgument(
-            f"Schema name {framework!r} must be a non-empty name without '/'.", store="internal"
+        raise InvalidKey(
+            f"Invalid schema name {framework!r}: a schema name is one non-empty key segment "
+            "(no '/').",
+            store="internal",
+            key=framework if isinstance(framework, str) else None,
         )
-    return f"{framework}.json"
+    return validate_key(f"{framework}.json", store="internal")
 
 
 class _LazyClient:

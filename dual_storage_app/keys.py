@@ -41,7 +41,9 @@ def validate_key(key: object, *, store: str | None = None, bucket: str | None = 
     return key
 
 
-def _key_problem(key: object) -> str | None:
+def _key_problem(key: object, *, partial: bool = False) -> str | None:
+    """What is wrong with ``key``; with ``partial``, the last segment may be unfinished
+    (a listing prefix: ``"a/"``, ``"."`` and ``".."`` start valid keys)."""
     if not isinstance(key, str):
         return f"a key must be a str, not {type(key).__name__}"
     if not key:
@@ -60,7 +62,12 @@ def _key_problem(key: object) -> str | None:
         return f"it is {len(key.encode('utf-8'))} bytes long, the limit is {MAX_KEY_BYTES}"
     if key.startswith("/"):
         return "it starts with '/'; keys are relative to the bucket"
-    for segment in key.split("/"):
+    segments = key.split("/")
+    if partial:
+        last = segments.pop()
+        if len(last.encode("utf-8")) > MAX_SEGMENT_BYTES:
+            return f"a segment is longer than {MAX_SEGMENT_BYTES} bytes"
+    for segment in segments:
         if segment == "":
             return "it has an empty segment ('//' or a trailing '/')"
         if segment in {".", ".."}:
@@ -68,3 +75,20 @@ def _key_problem(key: object) -> str | None:
         if len(segment.encode("utf-8")) > MAX_SEGMENT_BYTES:
             return f"a segment is longer than {MAX_SEGMENT_BYTES} bytes"
     return None
+
+
+def validate_prefix(prefix: str, *, store: str | None = None, bucket: str | None = None) -> str:
+    """A listing prefix: empty, or the start of a valid key (a trailing ``/`` is fine)."""
+    if prefix == "":
+        return prefix
+    problem = _key_problem(prefix, partial=True)
+    if problem is not None:
+        raise InvalidKey(
+            f"Invalid listing prefix {prefix!r}"
+            + (f" for the {store} store" if store else "")
+            + f": {problem}.",
+            store=store,
+            bucket=bucket,
+            key=prefix,
+        )
+    return prefix

@@ -10,10 +10,12 @@ deletes the old object only after the transaction commits.
 from __future__ import annotations
 
 import posixpath
+import unicodedata
 import uuid
 from typing import Any, ClassVar
 
 from django.conf import settings
+from django.core.exceptions import SuspiciousFileOperation, ValidationError
 from django.core.files.base import File
 from django.db import models, router, transaction
 from django.db.models.fields.files import FieldFile
@@ -22,16 +24,37 @@ from django.dispatch import receiver
 from django.utils.text import get_valid_filename
 
 from ._consistency import delete_on_commit, delete_on_rollback
-from .client import dual_storage
+from .client import dual_storage, schema_key
 from .conf import ArtifactKind
+from .exceptions import InvalidKey
 from .storages import checkpoints_storage, datasets_storage, schemas_storage, weights_storage
 from .store import guess_content_type
+
+_MAX_NAME_BYTES = 200  # well under the 255-byte segment limit
+
+
+def safe_segment(text: str, default: str) -> str:
+    """One key segment from user text: NFC, Django's filename cleaning, at most 200 bytes
+    of UTF-8 (keeping a short extension), or ``default`` when nothing usable is left."""
+    text = unicodedata.normalize("NFC", posixpath.basename(str(text).replace("\\", "/")))
+    try:
+        name = get_valid_filename(text)
+    except SuspiciousFileOperation:  # nothing left of the name
+        return default
+    if len(name.encode()) > _MAX_NAME_BYTES:
+        stem, dot, extension = name.rpartition(".")
+        if not dot or len(extension.encode()) > 16:
+            stem, extension = name, ""
+        suffix = f".{extension}" if extension else ""
+        budget = _MAX_NAME_BYTES - len(suffix.encode())
+        stem = stem.encode()[:budget].decode("utf-8", errors="ignore")
+        name = stem + suffix
+    return name if name.strip("._-") else default
 
 
 def unique_key(prefix: str, filename: str) -> str:
     """``weights/3f2a9c1b7d4e/resnet50.pth``: readable, and never the same twice."""
-    name = get_valid_filename(posixpath.basename(filename.replace("\\", "/"))) or "file"
-    return f"{prefix}/{uuid.uuid4().hex[:12]}/{name[:200]}"
+    return f"{prefix}/{uuid.uuid4().hex[:12]}/{safe_segment(filename, 'file')}"
 
 
 def _weights_key(instance: Artifact, filename: str) -> str:
@@ -39,12 +62,12 @@ def _weights_key(instance: Artifact, filename: str) -> str:
 
 
 def _checkpoints_key(instance: Artifact, filename: str) -> str:
-    job = get_valid_filename(str(getattr(instance, "job_id", "") or "unassigned"))
+    job = safe_segment(str(getattr(instance, "job_id", "") or ""), "unassigned")
     return unique_key(f"jobs/{job}", filename)
 
 
 def _schemas_key(instance: Artifact, filename: str) -> str:
-    framework = get_valid_filename(str(getattr(instance, "framework", "") or "schema"))
+    framework = safe_segment(str(getattr(instance, "framework", "") or ""), "schema")
     return unique_key(f"versions/{framework}", filename)
 
 
@@ -174,6 +197,13 @@ class TrainingCheckpoint(Artifact):
         )
 
 
+def _valid_schema_name(value: str) -> None:
+    try:
+        schema_key(value)
+    except InvalidKey as exc:
+        raise ValidationError(str(exc)) from exc
+
+
 class ConfigSchema(Artifact):
     """A framework's schema. Each version has its own key; the current one is also
     published (server-side copy, after commit) as ``<framework>.json``, which is what
@@ -181,13 +211,14 @@ class ConfigSchema(Artifact):
 
     kind = "schemas"
     file = ArtifactFileField(storage=schemas_storage, upload_to=_schemas_key, max_length=1024)
-    framework = models.CharField(max_length=100, unique=True)
+    framework = models.CharField(max_length=100, unique=True, validators=[_valid_schema_name])
 
     class Meta(Artifact.Meta):
         verbose_name = "config schema"
         constraints = (models.UniqueConstraint(fields=("file",), name="dual_storage_schema_key"),)
 
     def save(self, *args: Any, **kwargs: Any) -> None:
+        schema_key(self.framework)  # refuse a name get_schema() could never read
         using = kwargs.get("using") or router.db_for_write(type(self), instance=self)
         manager: Any = type(self)._default_manager
         stored = manager.using(using).filter(pk=self.pk).values_list("framework", flat=True)

@@ -18,13 +18,15 @@ from typing import TYPE_CHECKING, Any, BinaryIO
 
 import boto3
 from botocore.config import Config
+from django.utils.decorators import method_decorator
+from django.views.decorators.debug import sensitive_variables
 
 from . import _integrity
 from ._errors import describe, translated
 from ._streams import HashingReader, HashingWriter, Readable, atomic_destination, source_size
 from .conf import StoreConfig
-from .exceptions import IntegrityError, InvalidArgument, ObjectNotFound
-from .keys import validate_key
+from .exceptions import IntegrityError, InvalidArgument, NoPublicURL, ObjectNotFound
+from .keys import validate_key, validate_prefix
 from .objects import ObjectInfo, TransferResult
 
 # Re-exported: the transfer policy used to live here.
@@ -74,6 +76,8 @@ class Store:
                     self._client = self._make_client(self.config.endpoint_url)
         return self._client
 
+    # Django's error reports print frame locals; this frame holds the secret key.
+    @method_decorator(sensitive_variables())
     def _make_client(self, endpoint_url: str, *, path_style: bool = False) -> S3Client:
         config = self.config.provider.botocore_config(max_pool_connections=32)
         if path_style:
@@ -218,9 +222,13 @@ class Store:
             self.client.delete_object(Bucket=bucket, Key=key)
 
     def list(self, bucket: str, prefix: str = "") -> Iterator[ObjectInfo]:
-        """Every object under ``prefix``, one page (up to 1,000) requested at a time."""
-        if prefix:
-            validate_key(prefix + "_", store=self.name, bucket=bucket)
+        """Every object under ``prefix``, one page (up to 1,000) requested at a time.
+
+        The prefix is checked now, not when the first page is asked for."""
+        prefix = validate_prefix(prefix, store=self.name, bucket=bucket)
+        return self._pages(bucket, prefix)
+
+    def _pages(self, bucket: str, prefix: str) -> Iterator[ObjectInfo]:
         paginator = self.client.get_paginator("list_objects_v2")
         with translated(self.config, "list", bucket, prefix or None):
             for page in paginator.paginate(Bucket=bucket, Prefix=prefix):
@@ -252,6 +260,14 @@ class Store:
     ) -> str:
         """A presigned GET URL, signed against the public endpoint. No network request."""
         key = validate_key(key, store=self.name, bucket=bucket)
+        if self.config.public_endpoint_url is None:  # the internal store
+            raise NoPublicURL(
+                f"{key!r} is on the {self.name} store, which never hands out URLs; "
+                "stream it through the backend instead.",
+                store=self.name,
+                bucket=bucket,
+                key=key,
+            )
         expiration = validate_expiry(expiration, store=self.name, bucket=bucket, key=key)
         refused = sorted(name for name in (extra or {}) if not name.startswith("Response"))
         if refused:

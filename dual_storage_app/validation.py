@@ -25,6 +25,7 @@ from .providers import PROFILES
 
 # S3 bucket naming rules (the subset every provider accepts).
 _BUCKET_RE = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
+_REGION_RE = re.compile(r"^[a-zA-Z0-9](?:[a-zA-Z0-9-]{0,61}[a-zA-Z0-9])?$")
 
 
 @dataclass(frozen=True)
@@ -119,6 +120,16 @@ def _store_problems(store: StoreName, values: Mapping[str, Resolved]) -> list[Pr
                 "dual_storage_app.E002",
                 f"The {store} store has no credentials ({' and '.join(missing)} not set).",
                 "Set " + "; ".join(where_to_set(n) for n in missing) + ".",
+            )
+        )
+    region_name = setting_name(store, "REGION")
+    region = values[region_name].value
+    if region and not _REGION_RE.match(region):
+        problems.append(
+            Problem(
+                "dual_storage_app.E009",
+                f"{region_name} is {region!r}, which is not a region name.",
+                "Use a region such as us-east-1, eu-west-1 or (R2) auto, or leave it unset.",
             )
         )
     provider_name = setting_name(store, "PROVIDER")

@@ -319,3 +319,15 @@ def test_checks_make_no_network_io(
     assert messages == []
     assert attempts == []
     assert elapsed < 2.0
+
+
+@pytest.mark.parametrize("region", ["eu west 1", "us-east-1/..", "-bad", "x" * 70])
+def test_e009_bad_region(settings: SettingsWrapper, region: str) -> None:
+    messages = run_checks(settings, {**VALID, "INTERNAL_STORAGE_REGION": region})
+    assert ids(messages) == ["dual_storage_app.E009"]
+    assert "INTERNAL_STORAGE_REGION" in only(messages, "E009").msg
+
+
+@pytest.mark.parametrize("region", ["us-east-1", "eu-central-1", "auto"])
+def test_good_regions_pass(settings: SettingsWrapper, region: str) -> None:
+    assert run_checks(settings, {**VALID, "EXTERNAL_STORAGE_REGION": region}) == []

@@ -145,7 +145,7 @@ def test_schema_round_trip(client: DualStorageClient, schema: bytes | str) -> No
 @pytest.mark.parametrize("framework", ["", "a/b", "../x"])
 def test_schema_name_with_a_slash_is_refused(client: DualStorageClient, framework: str) -> None:
     calls = record_api_calls(client)
-    with pytest.raises(InvalidArgument):
+    with pytest.raises(InvalidKey):  # one exception type for every bad name
         client.upload_schema(framework, b"{}")
     assert calls == []
 

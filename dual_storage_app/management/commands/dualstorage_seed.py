@@ -7,11 +7,13 @@ from typing import Any
 
 from django.core.management.base import CommandError, CommandParser
 
+from dual_storage_app.client import schema_key
 from dual_storage_app.management._common import (
     MODELS,
     StorageCommand,
     artifact_data,
     check_json,
+    command_errors,
     sha256_of,
 )
 from dual_storage_app.models import Artifact
@@ -40,6 +42,8 @@ def plan(folder: Path) -> list[tuple[str, str, Path]]:
     for path in sorted(schemas.glob("*.json")):
         if _visible(path, schemas):
             check_json(path)  # refuse a broken schema before anything is uploaded
+            with command_errors():
+                schema_key(path.stem)  # and a name get_schema() could not read back
             items.append(("schemas", path.stem, path))
     return items
 

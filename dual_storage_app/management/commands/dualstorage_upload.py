@@ -9,11 +9,13 @@ from typing import Any
 
 from django.core.management.base import CommandError, CommandParser
 
+from dual_storage_app.client import schema_key
 from dual_storage_app.management._common import (
     MODELS,
     StorageCommand,
     artifact_data,
     check_json,
+    command_errors,
     local_file,
 )
 from dual_storage_app.management._progress import human_size
@@ -94,6 +96,9 @@ class Command(StorageCommand):
             raise CommandError(f"{option} does not apply to {kind}.")
         for field in sorted(_REQUIRED.get(kind, set()) - set(given)):
             raise CommandError(f"Uploading {kind} needs --{field.replace('_', '-')}.")
+        if "framework" in given and kind == "schemas":
+            with command_errors():
+                schema_key(given["framework"])  # a name get_schema() can read back
         return given
 
     @staticmethod
