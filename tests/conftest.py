@@ -99,6 +99,17 @@ def real_storage(
 
 
 @pytest.fixture
+def public_endpoint(
+    s3_servers: dict[str, LocalS3Server], real_storage: DualStorageClient, settings: SettingsWrapper
+) -> str:
+    """The external store as a browser names it (localhost), not its endpoint (127.0.0.1):
+    presigned URLs must be signed for this host."""
+    public = f"http://localhost:{s3_servers['external'].s3_port}"
+    settings.DUAL_STORAGE = real_settings(s3_servers, EXTERNAL_STORAGE_PUBLIC_ENDPOINT=public)
+    return public
+
+
+@pytest.fixture
 def unique_key() -> str:
     """A fresh key prefix, so tests sharing the session's servers never collide."""
     return f"test/{uuid.uuid4().hex}"

@@ -324,16 +324,6 @@ def test_error_reports_show_no_secret_in_frame_variables(
 # -- admin pages ---------------------------------------------------------------------
 
 
-@pytest.fixture
-def public_endpoint(
-    s3_servers: dict[str, LocalS3Server], real_storage: DualStorageClient, settings: SettingsWrapper
-) -> str:
-    """The external store as a browser names it (localhost), not its endpoint (127.0.0.1)."""
-    public = f"http://localhost:{s3_servers['external'].s3_port}"
-    settings.DUAL_STORAGE = real_settings(s3_servers, EXTERNAL_STORAGE_PUBLIC_ENDPOINT=public)
-    return public
-
-
 def make(model: type[Artifact], data: bytes) -> Any:
     tag = uuid.uuid4().hex[:8]
     fields: dict[type[Artifact], dict[str, Any]] = {

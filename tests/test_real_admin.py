@@ -162,16 +162,6 @@ def test_actions_offered_per_store(real_storage: DualStorageClient, admin_client
         assert "create_presigned_links" not in choices(model)
 
 
-@pytest.fixture
-def public_endpoint(
-    s3_servers: dict[str, LocalS3Server], real_storage: DualStorageClient, settings: SettingsWrapper
-) -> str:
-    """The external store as a browser names it (localhost), distinct from its endpoint."""
-    public = f"http://localhost:{s3_servers['external'].s3_port}"
-    settings.DUAL_STORAGE = real_settings(s3_servers, EXTERNAL_STORAGE_PUBLIC_ENDPOINT=public)
-    return public
-
-
 def test_presign_action_shows_working_links_and_expiry(
     public_endpoint: str, admin_client: Client, s3_servers: dict[str, LocalS3Server]
 ) -> None:
