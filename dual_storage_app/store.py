@@ -10,18 +10,13 @@ not thread-safe).
 from __future__ import annotations
 
 import builtins
-import functools
 import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO
 
-import boto3
-from botocore.config import Config
-from django.utils.decorators import method_decorator
-from django.views.decorators.debug import sensitive_variables
-
 from . import _integrity
+from ._clients import make_client
 from ._errors import describe, translated
 from ._streams import HashingReader, HashingWriter, Readable, atomic_destination, source_size
 from .conf import StoreConfig
@@ -41,14 +36,6 @@ from .transfer import validate_expiry as validate_expiry
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
-
-_SESSION_LOCK = threading.Lock()
-
-
-@functools.cache
-def _shared_session() -> boto3.session.Session:
-    """One credential-less session, so botocore loads the S3 model once per process."""
-    return boto3.session.Session()
 
 
 class Store:
@@ -76,21 +63,8 @@ class Store:
                     self._client = self._make_client(self.config.endpoint_url)
         return self._client
 
-    # Django's error reports print frame locals; this frame holds the secret key.
-    @method_decorator(sensitive_variables())
     def _make_client(self, endpoint_url: str, *, path_style: bool = False) -> S3Client:
-        config = self.config.provider.botocore_config(max_pool_connections=32)
-        if path_style:
-            config = config.merge(Config(s3={"addressing_style": "path"}))
-        with _SESSION_LOCK:  # boto3 sessions are not thread-safe; clients are
-            return _shared_session().client(
-                "s3",
-                endpoint_url=endpoint_url,
-                aws_access_key_id=self.config.access_key,
-                aws_secret_access_key=self.config.secret_key,
-                region_name=self.config.region,
-                config=config,
-            )
+        return make_client(self.config, endpoint_url, path_style=path_style)
 
     def _presigner(self) -> S3Client:
         """A client signing against the public endpoint; signing makes no request."""
