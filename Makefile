@@ -24,7 +24,7 @@ lint: $(STAMP)
 	$(VENV)/bin/ruff format --check .
 
 typecheck: $(STAMP)
-	$(VENV)/bin/mypy dual_storage_app example_project tests
+	$(VENV)/bin/mypy dual_storage_app example_project tests bench
 
 pytest: $(STAMP)
 	$(VENV)/bin/pytest --cov --cov-report=term:skip-covered $(PYTEST_ARGS)

@@ -1,0 +1,249 @@
+"""``python -m bench.run [--quick] [--sizes ...] [--repeat N]``: the whole benchmark.
+
+Starts SeaweedFS on free loopback ports in a temp dir, creates a bucket, writes a test
+file of each size, then times upload and download for every contender (median of
+``--repeat`` rounds, the contenders' order rotated each round to cancel drift), presigns
+for 1,000 keys, and peak RSS of upload + download in a child. Nothing leaves 127.0.0.1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import boto3
+
+from dual_storage_app.localserver import LocalS3Server, free_port_pair
+
+from .contenders import (
+    OURS,
+    Contender,
+    Target,
+    all_contenders,
+    our_store,
+    raw_client,
+    warm_up,
+)
+from .report import Result, format_rss, format_table, parse_size, size_label
+
+REPO = Path(__file__).resolve().parent.parent
+BUCKET = "bench"
+PRESIGN_KEYS = 1000
+QUICK_SIZES = ["8MiB", "40MiB"]
+FULL_SIZES = ["500MB", "1GiB"]
+
+RSS_SCRIPT = """
+import json, sys
+from pathlib import Path
+from boto3.s3.transfer import TransferConfig
+from bench.contenders import MiB, Ours, RawBoto3, Target
+raw = json.loads(sys.argv[1])
+target = Target(**{**raw, "workdir": Path(raw["workdir"])})
+if sys.argv[2] == "ours":
+    contender = Ours(target)
+elif sys.argv[2] == "boto3 tuned":
+    tuned = TransferConfig(multipart_chunksize=16 * MiB, max_concurrency=10)
+    contender = RawBoto3(target, "boto3 tuned", tuned)
+else:
+    contender = None  # baseline: interpreter and imports only
+if contender is not None:
+    key = "bench/rss/" + sys.argv[2].replace(" ", "-")
+    contender.upload(Path(sys.argv[3]), key)
+    dest = target.workdir / "rss-download"
+    contender.download(key, dest)
+    dest.unlink()
+status = Path("/proc/self/status").read_text()
+print(next(line for line in status.splitlines() if line.startswith("VmHWM:")))
+"""
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m bench.run", description=__doc__)
+    parser.add_argument("--quick", action="store_true", help="small sizes, one round (CI)")
+    parser.add_argument("--sizes", nargs="+", help="e.g. 8MiB 500MB 1GiB")
+    parser.add_argument("--repeat", type=int, help="rounds per measurement (median)")
+    parser.add_argument("--workdir", type=Path, help="where the server and files live")
+    args = parser.parse_args(argv)
+    args.sizes = [parse_size(s) for s in args.sizes or (QUICK_SIZES if args.quick else FULL_SIZES)]
+    args.repeat = max(1, args.repeat or (1 if args.quick else 3))
+    return args
+
+
+def write_test_file(path: Path, size: int) -> None:
+    """Incompressible bytes, written in 8 MiB blocks."""
+    block = os.urandom(8 * 1024 * 1024)
+    with path.open("wb") as out:
+        remaining = size
+        while remaining > 0:
+            out.write(block[: min(len(block), remaining)])
+            remaining -= len(block)
+
+
+def slug(name: str) -> str:
+    return name.replace(" ", "-")
+
+
+def timed_rounds(
+    operation: str,
+    size: int,
+    contenders: list[Contender],
+    repeat: int,
+    step: Callable[[Contender], None],
+    cleanup: Callable[[], None] = lambda: None,
+) -> list[Result]:
+    """Run ``step`` for each contender ``repeat`` times, rotating the order each round."""
+    results = {c.name: Result(operation, size, c.name, note=c.missing) for c in contenders}
+    runnable = [c for c in contenders if c.missing is None]
+    for round_number in range(repeat):
+        shift = round_number % max(1, len(runnable))
+        for contender in runnable[shift:] + runnable[:shift]:
+            result = results[contender.name]
+            if result.note is not None:
+                continue
+            start = time.perf_counter()
+            try:
+                step(contender)
+            except Exception as exc:
+                result.note = f"error: {type(exc).__name__}: {exc}"[:120]
+            else:
+                result.seconds.append(time.perf_counter() - start)
+            finally:
+                cleanup()
+    return [results[c.name] for c in contenders]
+
+
+def bench_transfers(target: Target, sizes: list[int], repeat: int) -> list[Result]:
+    contenders = all_contenders(target)
+    ours = next(c for c in contenders if c.name == OURS)
+    warm_up(contenders, target.workdir)
+    dest = target.workdir / "download"
+    results: list[Result] = []
+    for size in sizes:
+        source = target.workdir / f"source-{size}"
+        write_test_file(source, size)
+        key = f"bench/{size}/download-source"
+
+        def upload(c: Contender, source: Path = source, size: int = size) -> None:
+            c.upload(source, f"bench/{size}/{slug(c.name)}")
+
+        def download(c: Contender, key: str = key) -> None:
+            c.download(key, dest)
+
+        results += timed_rounds("upload", size, contenders, repeat, upload)
+        ours.upload(source, key)  # ours, so it carries the SHA-256 our download verifies
+        results += timed_rounds(
+            "download", size, contenders, repeat, download, lambda: dest.unlink(missing_ok=True)
+        )
+        source.unlink()
+    return results
+
+
+def bench_presign(target: Target, repeat: int) -> list[Result]:
+    """Presigned GET URLs for a page of 1,000 keys (signing only: no requests)."""
+    store = our_store(target, "external")
+    client = raw_client(target)
+    keys = [f"datasets/{i:05d}.zip" for i in range(PRESIGN_KEYS)]
+    ours = Result("presign x1000", 0, OURS, per_run=PRESIGN_KEYS)
+    raw = Result("presign x1000", 0, "boto3 generate_presigned_url", per_run=PRESIGN_KEYS)
+
+    def sign_ours() -> None:
+        for key in keys:
+            store.presign_get(BUCKET, key, 3600)
+
+    def sign_raw() -> None:
+        for key in keys:
+            client.generate_presigned_url(
+                "get_object", Params={"Bucket": BUCKET, "Key": key}, ExpiresIn=3600
+            )
+
+    sign_ours()  # warm-up: build clients, load service models
+    sign_raw()
+    pairs = [(ours, sign_ours), (raw, sign_raw)]
+    for round_number in range(max(3, repeat)):
+        for result, sign in pairs[round_number % 2 :] + pairs[: round_number % 2]:
+            start = time.perf_counter()
+            sign()
+            result.seconds.append(time.perf_counter() - start)
+    return [ours, raw]
+
+
+def child_peak_rss(target: Target, path: str, source: Path) -> int | str:
+    """Peak RSS (KiB) of a child that uploads and downloads ``source`` along ``path``.
+
+    The child reports its own ``VmHWM``: on Linux, ``ru_maxrss`` from ``getrusage``/
+    ``wait4`` keeps the parent's high-water mark across fork + exec, so it would show
+    the bench's own RSS rather than the child's.
+    """
+    raw = {
+        "endpoint_url": target.endpoint_url,
+        "access_key": target.access_key,
+        "secret_key": target.secret_key,
+        "bucket": target.bucket,
+        "workdir": str(target.workdir),
+    }
+    command = [sys.executable, "-c", RSS_SCRIPT, json.dumps(raw), path, str(source)]
+    env = {k: v for k, v in os.environ.items() if k != "DJANGO_SETTINGS_MODULE"}
+    done = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, check=False)
+    lines = done.stdout.strip().splitlines()
+    if done.returncode != 0 or not lines or not lines[-1].startswith("VmHWM:"):
+        return f"error (exit {done.returncode}): {done.stderr[-300:]}"
+    return int(lines[-1].split()[1])  # "VmHWM:   123456 kB"
+
+
+def bench_rss(target: Target, size: int) -> dict[str, int | str]:
+    source = target.workdir / "rss-source"
+    write_test_file(source, size)
+    try:
+        return {
+            path: child_peak_rss(target, path, source)
+            for path in ("baseline (imports only)", OURS, "boto3 tuned")
+        }
+    finally:
+        source.unlink()
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    with tempfile.TemporaryDirectory(prefix="dual-storage-bench-", dir=args.workdir) as tmp:
+        workdir = Path(tmp)
+        server = LocalS3Server(
+            data_dir=workdir / "server",
+            s3_port=free_port_pair(),
+            access_key="bench-access",
+            secret_key="bench-secret-key",
+        )
+        started = time.perf_counter()
+        server.start()
+        try:
+            print(f"SeaweedFS on {server.endpoint_url} ({time.perf_counter() - started:.1f} s)")
+            target = Target(
+                server.endpoint_url, server.access_key, server.secret_key, BUCKET, workdir
+            )
+            our_store(target).create_bucket(BUCKET)
+            results = bench_transfers(target, args.sizes, args.repeat)
+            results += bench_presign(target, args.repeat)
+            peaks = bench_rss(target, max(args.sizes))
+        finally:
+            server.kill()  # throw-away data: skip SeaweedFS's ~15 s graceful stop
+    print(
+        f"\n{os.cpu_count()} CPUs, {platform.python_implementation()} "
+        f"{platform.python_version()}, boto3 {boto3.__version__}; sizes "
+        f"{', '.join(size_label(s) for s in args.sizes)}; median of {args.repeat} round(s)\n"
+    )
+    print(format_table(results))
+    print()
+    print(format_rss(peaks, max(args.sizes)))
+    failed = [r for r in results if r.note and r.note.startswith("error")]
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
