@@ -142,6 +142,13 @@ def resolve(
     return resolved
 
 
+def legacy_names(values: Mapping[str, Resolved]) -> tuple[str, ...]:
+    """The legacy variables that supplied a value, sorted."""
+    return tuple(
+        sorted({LEGACY_FALLBACKS[r.name] for r in values.values() if "legacy" in r.origin})
+    )
+
+
 def where_to_set(name: str) -> str:
     """Every place a setting can be given, for error messages and check hints."""
     places = f"settings.{SETTINGS_KEY}[{name!r}] or the environment variable {name}"
@@ -195,9 +202,7 @@ def load_config(
     return DualStorageConfig(
         internal=build_store_config("internal", values),
         external=build_store_config("external", values),
-        legacy_names=tuple(
-            sorted({r.origin.rsplit(" ", 1)[-1] for r in values.values() if "legacy" in r.origin})
-        ),
+        legacy_names=legacy_names(values),
     )
 
 

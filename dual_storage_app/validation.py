@@ -14,10 +14,10 @@ from urllib.parse import urlsplit
 from .conf import (
     DEFAULTS,
     KIND_BUCKET_SETTING,
-    LEGACY_FALLBACKS,
     STORE_NAMES,
     Resolved,
     StoreName,
+    legacy_names,
     setting_name,
     where_to_set,
 )
@@ -42,7 +42,7 @@ def find_problems(values: Mapping[str, Resolved], *, production: bool = False) -
     for store in STORE_NAMES:
         problems += _store_problems(store, values)
     problems += _bucket_problems(values, production=production)
-    legacy = sorted({LEGACY_FALLBACKS[r.name] for r in values.values() if "legacy" in r.origin})
+    legacy = legacy_names(values)
     if legacy:
         problems.append(
             Problem(
