@@ -257,3 +257,18 @@ def is_listening(port: int) -> bool:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.settimeout(0.5)
         return sock.connect_ex((LOOPBACK, port)) == 0
+
+
+def embedded_server_for_internal_store(data_dir: Path | None = None) -> LocalS3Server:
+    """The embedded server for the configured internal endpoint and credentials, keeping
+    its data in ``data_dir`` (default: ``settings.DUAL_STORAGE_LOCAL_DATA_DIR`` or
+    ``./var/seaweedfs``)."""
+    from django.conf import settings
+
+    from .client import dual_storage
+
+    config = dual_storage.config.internal
+    default = getattr(settings, "DUAL_STORAGE_LOCAL_DATA_DIR", Path.cwd() / "var" / "seaweedfs")
+    return embedded_server_for(
+        config.endpoint_url, config.access_key, config.secret_key, Path(data_dir or default)
+    )

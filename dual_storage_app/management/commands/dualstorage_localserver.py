@@ -7,11 +7,10 @@ import threading
 from pathlib import Path
 from typing import Any
 
-from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from dual_storage_app.client import dual_storage
-from dual_storage_app.localserver import embedded_server_for
+from dual_storage_app.localserver import embedded_server_for_internal_store
 
 
 class Command(BaseCommand):
@@ -30,14 +29,8 @@ class Command(BaseCommand):
         )
 
     def handle(self, *args: Any, data_dir: Path | None, **options: Any) -> None:
-        config = dual_storage.config.internal
-        data_dir = data_dir or Path(
-            getattr(settings, "DUAL_STORAGE_LOCAL_DATA_DIR", Path.cwd() / "var" / "seaweedfs")
-        )
         try:
-            server = embedded_server_for(
-                config.endpoint_url, config.access_key, config.secret_key, data_dir
-            )
+            server = embedded_server_for_internal_store(data_dir)
             server.start()
         except (ValueError, RuntimeError, TimeoutError, FileNotFoundError) as exc:
             raise CommandError(str(exc)) from exc
@@ -46,7 +39,9 @@ class Command(BaseCommand):
         try:
             created = dual_storage.create_buckets()
             self.stdout.write(
-                self.style.SUCCESS(f"S3 server on {server.endpoint_url} (data in {data_dir})")
+                self.style.SUCCESS(
+                    f"S3 server on {server.endpoint_url} (data in {server.data_dir})"
+                )
             )
             for bucket, was_created in created.items():
                 self.stdout.write(f"  bucket {bucket}: {'created' if was_created else 'exists'}")

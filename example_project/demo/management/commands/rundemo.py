@@ -14,11 +14,9 @@ import io
 import json
 import zipfile
 from contextlib import ExitStack
-from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.contrib.auth.base_user import AbstractBaseUser
 from django.core.files.base import ContentFile
@@ -27,7 +25,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from dual_storage_app.client import dual_storage
 from dual_storage_app.exceptions import DualStorageError
-from dual_storage_app.localserver import embedded_server_for, is_listening
+from dual_storage_app.localserver import embedded_server_for_internal_store, is_listening
 from dual_storage_app.models import (
     Artifact,
     ConfigSchema,
@@ -106,12 +104,7 @@ class Command(BaseCommand):
             self.stdout.write(f"S3 server already listening on {config.endpoint_url}; using it.")
             return
         try:
-            server = embedded_server_for(
-                config.endpoint_url,
-                config.access_key,
-                config.secret_key,
-                Path(getattr(settings, "DUAL_STORAGE_LOCAL_DATA_DIR", "var/seaweedfs")),
-            )
+            server = embedded_server_for_internal_store()
             self.stdout.write(
                 f"Starting the embedded S3 server (SeaweedFS) on {config.endpoint_url} ..."
             )
