@@ -7,6 +7,7 @@ from typing import Any
 from django.core.management.base import CommandError, CommandParser
 
 from dual_storage_app._object_stream import hash_object, safe_reason
+from dual_storage_app._object_stream import locate as locate_artifact
 from dual_storage_app.exceptions import DualStorageError, ObjectNotFound
 from dual_storage_app.management._common import (
     KINDS,
@@ -69,8 +70,8 @@ class Command(StorageCommand):
     def _check(self, row: Artifact, *, quick: bool) -> str | None:
         try:
             if quick:
-                store, bucket = locate(row.kind)
-                info = store.head(row.bucket or bucket, row.key)
+                store, bucket = locate_artifact(row)
+                info = store.head(bucket, row.key)
                 if info.size != row.size or (row.etag and info.etag != row.etag):
                     return f"changed in the store (size {info.size}, ETag {info.etag})"
                 return None
