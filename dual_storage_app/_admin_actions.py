@@ -26,7 +26,7 @@ from django.utils.translation import gettext_lazy, ngettext
 from ._object_stream import hash_object, locate, safe_reason
 from .exceptions import DualStorageError, InvalidArgument
 from .models import Artifact, Dataset
-from .store import MAX_PRESIGN_SECONDS, validate_expiry
+from .transfer import MAX_PRESIGN_SECONDS, validate_expiry
 
 if TYPE_CHECKING:
     Admin = admin.ModelAdmin[Any]

@@ -15,7 +15,8 @@ from asgiref.sync import sync_to_async
 from ._errors import translated
 from .client import dual_storage
 from .exceptions import AccessDenied, DualStorageError, ObjectNotFound, StorageUnavailable
-from .store import MiB, Store
+from .store import Store
+from .transfer import MiB
 
 if TYPE_CHECKING:
     from .models import Artifact

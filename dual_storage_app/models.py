@@ -28,7 +28,7 @@ from .client import dual_storage, schema_key
 from .conf import ArtifactKind
 from .exceptions import InvalidKey
 from .storages import checkpoints_storage, datasets_storage, schemas_storage, weights_storage
-from .store import guess_content_type
+from .transfer import guess_content_type
 
 _MAX_NAME_BYTES = 200  # well under the 255-byte segment limit
 

@@ -28,7 +28,8 @@ from .client import dual_storage
 from .conf import KIND_BUCKET_SETTING, ArtifactKind, StoreName, resolve
 from .exceptions import ConfigurationError, NoPublicURL, ObjectNotFound
 from .keys import validate_key
-from .store import MiB, Store
+from .store import Store
+from .transfer import MiB
 
 _SPOOL_TO_DISK_AFTER = 8 * MiB  # opened files spill to a temp file beyond this
 # Connection settings come from DUAL_STORAGE / the environment, never from options.

@@ -23,16 +23,7 @@ from .conf import StoreConfig
 from .exceptions import IntegrityError, InvalidArgument, NoPublicURL, ObjectNotFound
 from .keys import validate_key, validate_prefix
 from .objects import ObjectInfo, TransferResult
-
-# Re-exported: the transfer policy used to live here.
-from .transfer import DEFAULT_CONTENT_TYPE as DEFAULT_CONTENT_TYPE
-from .transfer import MAX_PARTS as MAX_PARTS
-from .transfer import MAX_PRESIGN_SECONDS as MAX_PRESIGN_SECONDS
-from .transfer import PART_SIZE as PART_SIZE
-from .transfer import MiB as MiB
-from .transfer import guess_content_type as guess_content_type
-from .transfer import transfer_config as transfer_config
-from .transfer import validate_expiry as validate_expiry
+from .transfer import guess_content_type, transfer_config, validate_expiry
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client

@@ -38,7 +38,7 @@ from django.views.decorators.http import require_GET
 from ._object_stream import ObjectStream, locate, safe_reason
 from .exceptions import DualStorageError, InvalidArgument, ObjectNotFound
 from .models import ARTIFACT_MODELS, Artifact, Dataset
-from .store import DEFAULT_CONTENT_TYPE, validate_expiry
+from .transfer import DEFAULT_CONTENT_TYPE, validate_expiry
 
 logger = logging.getLogger(__name__)
 

@@ -48,7 +48,7 @@ from dual_storage_app.exceptions import (
 )
 from dual_storage_app.localserver import LocalS3Server, free_port_pair
 from dual_storage_app.models import TrainingCheckpoint
-from dual_storage_app.store import MiB
+from dual_storage_app.transfer import MiB
 from tests.conftest import EXTERNAL_SECRET, INTERNAL_SECRET, real_settings
 from tests.faultproxy import FaultProxy
 from tests.http import fetch

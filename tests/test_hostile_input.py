@@ -34,7 +34,8 @@ from dual_storage_app.exceptions import InvalidArgument, InvalidKey, NoPublicURL
 from dual_storage_app.keys import MAX_KEY_BYTES, MAX_SEGMENT_BYTES, validate_key
 from dual_storage_app.models import ConfigSchema, Dataset, ModelWeight, TrainingCheckpoint
 from dual_storage_app.storages import ExternalStorage, InternalStorage
-from dual_storage_app.store import MAX_PRESIGN_SECONDS, PART_SIZE, Store
+from dual_storage_app.store import Store
+from dual_storage_app.transfer import MAX_PRESIGN_SECONDS, PART_SIZE
 from tests.http import fetch
 from tests.testapp.models import Upload
 

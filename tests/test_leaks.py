@@ -53,7 +53,7 @@ from dual_storage_app.models import (
     TrainingCheckpoint,
 )
 from dual_storage_app.storages import ExternalStorage, InternalStorage
-from dual_storage_app.store import PART_SIZE
+from dual_storage_app.transfer import PART_SIZE
 from tests.conftest import EXTERNAL_SECRET, INTERNAL_SECRET, real_settings
 from tests.http import fetch, refusal_status
 

@@ -29,7 +29,7 @@ from dual_storage_app.models import (
     ModelWeight,
     TrainingCheckpoint,
 )
-from dual_storage_app.store import MiB
+from dual_storage_app.transfer import MiB
 from tests.conftest import EXTERNAL_SECRET, INTERNAL_SECRET, real_settings
 from tests.http import fetch
 

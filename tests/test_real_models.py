@@ -13,7 +13,7 @@ from django.db import transaction
 from dual_storage_app.client import DualStorageClient
 from dual_storage_app.exceptions import StorageUnavailable
 from dual_storage_app.models import ConfigSchema, Dataset, ModelWeight, TrainingCheckpoint
-from dual_storage_app.store import MiB
+from dual_storage_app.transfer import MiB
 
 pytestmark = [pytest.mark.real_s3, pytest.mark.django_db(transaction=True)]
 

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from dual_storage_app._streams import HashingReader, HashingWriter, atomic_destination, source_size
-from dual_storage_app.store import MAX_PARTS, MiB, guess_content_type, transfer_config
+from dual_storage_app.transfer import MAX_PARTS, MiB, guess_content_type, transfer_config
 
 
 def test_writer_hashes_out_of_order_parts_in_byte_order(tmp_path: Path) -> None:

@@ -9,7 +9,7 @@ from django.core.management.base import CommandError, CommandParser
 from django.utils import timezone
 
 from dual_storage_app.management._common import KINDS, StorageCommand, command_errors, locate
-from dual_storage_app.store import MAX_PRESIGN_SECONDS, validate_expiry
+from dual_storage_app.transfer import MAX_PRESIGN_SECONDS, validate_expiry
 
 
 class Command(StorageCommand):
