@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import hashlib
 import os
+import stat
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO, Protocol
+from typing import Any, BinaryIO, Protocol
 
 from django.core.files.base import File
+from s3transfer.subscribers import BaseSubscriber
 
 
 class Readable(Protocol):
@@ -137,6 +140,69 @@ class HashingWriter:
             remaining -= len(block)
         self._sink.seek(self._position)
         return digest.hexdigest()
+
+    def close(self) -> None:
+        """Nothing to release (the same interface as ``OffsetWriter``)."""
+
+
+def has_descriptor(sink: object) -> bool:
+    """True if ``sink`` is backed by a real file descriptor (not BytesIO, not a spool)."""
+    try:
+        return isinstance(sink.fileno(), int)  # type: ignore[attr-defined]
+    except (OSError, ValueError, AttributeError):
+        return False
+
+
+class KnownSize(BaseSubscriber):
+    """Tells s3transfer the object's size, so a download skips its HEAD request."""
+
+    def __init__(self, size: int) -> None:
+        self._size = size
+
+    def on_queued(self, future: Any, **kwargs: Any) -> None:
+        future.meta.provide_transfer_size(self._size)
+
+
+@dataclass(frozen=True)
+class LocalFile:
+    """A regular file, open at its start, that can also be opened again by ``path``."""
+
+    path: str
+    fd: int
+    size: int
+    identity: tuple[int, int, int, int]  # device, inode, size, mtime (ns) when found
+
+    def changed(self) -> bool:
+        """True if the file was written to (or replaced) since it was found."""
+        return (
+            _identity(os.fstat(self.fd)) != self.identity
+            or _identity(os.stat(self.path)) != self.identity
+        )
+
+
+def _identity(status: os.stat_result) -> tuple[int, int, int, int]:
+    return (status.st_dev, status.st_ino, status.st_size, status.st_mtime_ns)
+
+
+def local_file(source: object) -> LocalFile | None:
+    """``source`` as a :class:`LocalFile` when it is a regular file read from byte 0
+    whose name still leads to it (``open(path)``, ``File(open(path))``, Django's
+    ``TemporaryUploadedFile``); ``None`` for anything else (streams, BytesIO, pipes)."""
+    raw = source.file if isinstance(source, File) else source
+    temporary_path = getattr(source, "temporary_file_path", None)
+    name = temporary_path() if callable(temporary_path) else getattr(raw, "name", None)
+    if not isinstance(name, str | Path):
+        return None
+    try:
+        fd = raw.fileno()  # type: ignore[attr-defined]
+        if raw.tell() != 0:  # type: ignore[attr-defined]
+            return None
+        status = os.fstat(fd)
+        if not stat.S_ISREG(status.st_mode) or not os.path.samestat(status, os.stat(name)):
+            return None
+    except (OSError, ValueError, AttributeError, TypeError):
+        return None
+    return LocalFile(os.path.abspath(name), fd, status.st_size, _identity(status))
 
 
 @contextmanager

@@ -32,7 +32,11 @@ def transfer_config(size: int | None = None) -> TransferConfig:
     config = TransferConfig(
         multipart_threshold=PART_SIZE,
         multipart_chunksize=part_size,
-        max_concurrency=8,
+        max_concurrency=10,
+        # Downloads: 1 MiB reads per write task (s3transfer's 256 KiB default costs
+        # four times the Python overhead), at most 32 of them queued for the disk.
+        io_chunksize=MiB,
+        max_io_queue=32,
         use_threads=True,
         # The CRT client ignores endpoint_url and would talk to AWS (boto3 #4839).
         preferred_transfer_client="classic",

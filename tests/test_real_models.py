@@ -4,15 +4,16 @@ from __future__ import annotations
 
 import hashlib
 import io
-from typing import Any
 
 import pytest
 from django.core.files.base import ContentFile, File
 from django.db import transaction
 
+from dual_storage_app import _integrity
 from dual_storage_app.client import DualStorageClient
 from dual_storage_app.exceptions import StorageUnavailable
 from dual_storage_app.models import ConfigSchema, Dataset, ModelWeight, TrainingCheckpoint
+from dual_storage_app.store import Store
 from dual_storage_app.transfer import MiB
 
 pytestmark = [pytest.mark.real_s3, pytest.mark.django_db(transaction=True)]
@@ -161,16 +162,14 @@ def test_a_failing_earlier_on_commit_callback_never_deletes_committed_objects(
 def test_a_failure_after_the_put_removes_the_object(
     real_storage: DualStorageClient, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    store, _ = real_storage.locate("weights")
     put_keys: list[str] = []
-    real_head = store.head
 
-    def head_then_fail(bucket: str, key: str) -> Any:
+    def tag_fails(store: Store, bucket: str, key: str, sha256: str) -> None:
         put_keys.append(key)
-        real_head(bucket, key)  # the object is there...
-        raise StorageUnavailable("HEAD failed after the PUT", store="internal")
+        assert real_storage.exists("weights", key)  # the object is there...
+        raise StorageUnavailable("recording the SHA-256 failed after the PUT", store="internal")
 
-    monkeypatch.setattr(store, "head", head_then_fail)
+    monkeypatch.setattr(_integrity, "record", tag_fails)
     with pytest.raises(StorageUnavailable):
         ModelWeight(name="orphan").file.save("orphan.pth", ContentFile(b"orphan"))
     monkeypatch.undo()
