@@ -10,10 +10,9 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, BinaryIO, Protocol
+from typing import BinaryIO, Protocol
 
 from django.core.files.base import File
-from s3transfer.subscribers import BaseSubscriber
 
 
 class Readable(Protocol):
@@ -151,16 +150,6 @@ def has_descriptor(sink: object) -> bool:
         return isinstance(sink.fileno(), int)  # type: ignore[attr-defined]
     except (OSError, ValueError, AttributeError):
         return False
-
-
-class KnownSize(BaseSubscriber):
-    """Tells s3transfer the object's size, so a download skips its HEAD request."""
-
-    def __init__(self, size: int) -> None:
-        self._size = size
-
-    def on_queued(self, future: Any, **kwargs: Any) -> None:
-        future.meta.provide_transfer_size(self._size)
 
 
 @dataclass(frozen=True)

@@ -38,9 +38,7 @@ class Command(StorageCommand):
             total = row.size if row is not None else store.head(bucket, key).size
             with self.progress(f"Downloading {dest.name}", total) as bar:
                 with watch_partial_download(dest, bar):
-                    result = store.download(
-                        bucket, key, dest, expected_sha256=expected, expected_size=total
-                    )
+                    result = store.download(bucket, key, dest, expected_sha256=expected)
                 bar.update_to(result.size)
         self.emit(
             {
