@@ -95,9 +95,16 @@ class Contender:
 
     name = "?"
     missing: str | None = None
+    directions: tuple[str, ...] = ("upload", "download")
 
     def upload(self, source: Path, key: str) -> None:
         raise NotImplementedError
+
+    def prepare_download(self, source: Path, key: str) -> None:
+        """Called once before the download rounds (``key`` holds ``source``'s bytes)."""
+
+    def cleanup(self) -> None:
+        """Called after each timed upload, to keep the server's disk from filling."""
 
     def download(self, key: str, dest: Path) -> None:
         raise NotImplementedError
@@ -214,8 +221,12 @@ class Rclone(Cli):
 
 def all_contenders(target: Target) -> list[Contender]:
     """Ours first, then every peer (peers that cannot run here carry ``missing``)."""
+    from .django_paths import OursDownloadCommand, OursFileFieldSave
+
     return [
         Ours(target),
+        OursFileFieldSave(target),
+        OursDownloadCommand(target),
         RawBoto3(target, "boto3 default", TransferConfig()),
         RawBoto3(
             target,
@@ -237,7 +248,11 @@ def warm_up(contenders: list[Contender], workdir: Path) -> None:
     for contender in contenders:
         if contender.missing is None and not isinstance(contender, Cli):
             key = f"bench/warm-up/{contender.name.replace(' ', '-')}"
-            contender.upload(source, key)
-            contender.download(key, dest)
-            dest.unlink()
+            if "upload" in contender.directions:
+                contender.upload(source, key)
+                contender.cleanup()
+            if "download" in contender.directions:
+                contender.prepare_download(source, key)
+                contender.download(key, dest)
+                dest.unlink()
     source.unlink()
