@@ -61,7 +61,7 @@ def parse_size(text: str) -> int:
 
 
 def best_peer_speed(group: list[Result]) -> float | None:
-    speeds = [r.speed for r in group if r.contender != OURS and r.speed is not None]
+    speeds = [r.speed for r in group if not r.contender.startswith(OURS) and r.speed is not None]
     return max(speeds) if speeds else None
 
 

@@ -23,20 +23,19 @@ import boto3
 
 from dual_storage_app.localserver import LocalS3Server, free_port_pair
 
+from . import links
 from .contenders import (
     OURS,
     Contender,
     Target,
     all_contenders,
     our_store,
-    raw_client,
     warm_up,
 )
 from .report import Result, format_rss, format_table, parse_size, size_label
 
 REPO = Path(__file__).resolve().parent.parent
 BUCKET = "bench"
-PRESIGN_KEYS = 1000
 QUICK_SIZES = ["8MiB", "40MiB"]
 FULL_SIZES = ["500MB", "1GiB"]
 
@@ -146,35 +145,6 @@ def bench_transfers(target: Target, sizes: list[int], repeat: int) -> list[Resul
     return results
 
 
-def bench_presign(target: Target, repeat: int) -> list[Result]:
-    """Presigned GET URLs for a page of 1,000 keys (signing only: no requests)."""
-    store = our_store(target, "external")
-    client = raw_client(target)
-    keys = [f"datasets/{i:05d}.zip" for i in range(PRESIGN_KEYS)]
-    ours = Result("presign x1000", 0, OURS, per_run=PRESIGN_KEYS)
-    raw = Result("presign x1000", 0, "boto3 generate_presigned_url", per_run=PRESIGN_KEYS)
-
-    def sign_ours() -> None:
-        for key in keys:
-            store.presign_get(BUCKET, key, 3600)
-
-    def sign_raw() -> None:
-        for key in keys:
-            client.generate_presigned_url(
-                "get_object", Params={"Bucket": BUCKET, "Key": key}, ExpiresIn=3600
-            )
-
-    sign_ours()  # warm-up: build clients, load service models
-    sign_raw()
-    pairs = [(ours, sign_ours), (raw, sign_raw)]
-    for round_number in range(max(3, repeat)):
-        for result, sign in pairs[round_number % 2 :] + pairs[: round_number % 2]:
-            start = time.perf_counter()
-            sign()
-            result.seconds.append(time.perf_counter() - start)
-    return [ours, raw]
-
-
 def child_peak_rss(target: Target, path: str, source: Path) -> int | str:
     """Peak RSS (KiB) of a child that uploads and downloads ``source`` along ``path``.
 
@@ -229,7 +199,7 @@ def main(argv: list[str] | None = None) -> int:
             )
             our_store(target).create_bucket(BUCKET)
             results = bench_transfers(target, args.sizes, args.repeat)
-            results += bench_presign(target, args.repeat)
+            results += links.run(target, repeat=args.repeat)
             peaks = bench_rss(target, max(args.sizes))
         finally:
             server.kill()  # throw-away data: skip SeaweedFS's ~15 s graceful stop

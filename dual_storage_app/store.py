@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any, BinaryIO
 from . import _integrity
 from ._clients import make_client
 from ._errors import describe, translated
+from ._presign import Presigner
 from ._streams import HashingReader, HashingWriter, Readable, atomic_destination, source_size
 from .conf import StoreConfig
 from .exceptions import IntegrityError, InvalidArgument, NoPublicURL, ObjectNotFound
@@ -38,6 +39,7 @@ class Store:
         self._lock = threading.Lock()
         self._client: S3Client | None = None
         self._presign_client: S3Client | None = None
+        self._links: Presigner | None = None
         self._transfer_config = transfer_config()
 
     def __repr__(self) -> str:
@@ -68,6 +70,15 @@ class Store:
                     # A custom public host serves /bucket/key; never prepend the bucket.
                     self._presign_client = self._make_client(public, path_style=True)
         return self._presign_client
+
+    def _link_signer(self) -> Presigner:
+        """Signs as :meth:`_presigner`'s client would, without botocore's per-URL cost."""
+        if self._links is None:
+            client = self._presigner()
+            with self._lock:
+                if self._links is None:
+                    self._links = Presigner(client, self.config)
+        return self._links
 
     # -- operations ------------------------------------------------------------
 
@@ -244,11 +255,7 @@ class Store:
                 key=key,
             )
         with translated(self.config, "presign", bucket, key):
-            return self._presigner().generate_presigned_url(
-                "get_object",
-                Params={**(extra or {}), "Bucket": bucket, "Key": key},
-                ExpiresIn=expiration,
-            )
+            return self._link_signer().presign_get(bucket, key, expiration, extra)
 
     def copy(self, bucket: str, source_key: str, dest_key: str) -> None:
         """Server-side copy within ``bucket`` (small objects: one CopyObject request)."""
