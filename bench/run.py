@@ -96,9 +96,10 @@ def timed_rounds(
     contenders: list[Contender],
     repeat: int,
     step: Callable[[Contender], None],
-    cleanup: Callable[[], None] = lambda: None,
+    cleanup: Callable[[Contender], None] = lambda contender: None,
 ) -> list[Result]:
-    """Run ``step`` for each contender ``repeat`` times, rotating the order each round."""
+    """Run ``step`` for each contender ``repeat`` times, rotating the order each round;
+    ``cleanup`` runs untimed after each step."""
     results = {c.name: Result(operation, size, c.name, note=c.missing) for c in contenders}
     runnable = [c for c in contenders if c.missing is None]
     for round_number in range(repeat):
@@ -115,13 +116,16 @@ def timed_rounds(
             else:
                 result.seconds.append(time.perf_counter() - start)
             finally:
-                cleanup()
+                cleanup(contender)
     return [results[c.name] for c in contenders]
 
 
 def bench_transfers(target: Target, sizes: list[int], repeat: int) -> list[Result]:
     contenders = all_contenders(target)
+    uploaders = [c for c in contenders if "upload" in c.directions]
+    downloaders = [c for c in contenders if "download" in c.directions]
     ours = next(c for c in contenders if c.name == OURS)
+    store = our_store(target)
     warm_up(contenders, target.workdir)
     dest = target.workdir / "download"
     results: list[Result] = []
@@ -133,14 +137,22 @@ def bench_transfers(target: Target, sizes: list[int], repeat: int) -> list[Resul
         def upload(c: Contender, source: Path = source, size: int = size) -> None:
             c.upload(source, f"bench/{size}/{slug(c.name)}")
 
+        def after_upload(c: Contender, size: int = size) -> None:
+            c.cleanup()
+            store.delete(BUCKET, f"bench/{size}/{slug(c.name)}")
+
         def download(c: Contender, key: str = key) -> None:
             c.download(key, dest)
 
-        results += timed_rounds("upload", size, contenders, repeat, upload)
+        results += timed_rounds("upload", size, uploaders, repeat, upload, after_upload)
         ours.upload(source, key)  # ours, so it carries the SHA-256 our download verifies
+        for contender in downloaders:
+            if contender.missing is None:
+                contender.prepare_download(source, key)
         results += timed_rounds(
-            "download", size, contenders, repeat, download, lambda: dest.unlink(missing_ok=True)
+            "download", size, downloaders, repeat, download, lambda c: dest.unlink(missing_ok=True)
         )
+        store.delete(BUCKET, key)
         source.unlink()
     return results
 

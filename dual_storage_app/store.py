@@ -15,11 +15,24 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO
 
+from boto3.s3.transfer import create_transfer_manager
+
 from . import _integrity
 from ._clients import make_client
 from ._errors import describe, translated
+from ._etags import ETagRecorder
+from ._parallel_hash import OffsetWriter, PrefixHasher
 from ._presign import Presigner
-from ._streams import HashingReader, HashingWriter, Readable, atomic_destination, source_size
+from ._streams import (
+    HashingReader,
+    HashingWriter,
+    LocalFile,
+    Readable,
+    atomic_destination,
+    has_descriptor,
+    local_file,
+    source_size,
+)
 from .conf import StoreConfig
 from .exceptions import IntegrityError, InvalidArgument, NoPublicURL, ObjectNotFound
 from .keys import validate_key, validate_prefix
@@ -41,6 +54,7 @@ class Store:
         self._presign_client: S3Client | None = None
         self._links: Presigner | None = None
         self._transfer_config = transfer_config()
+        self._etag_recorder: ETagRecorder | None = None
 
     def __repr__(self) -> str:
         return f"<Store {self.name} {self.config.endpoint_url} ({self.config.provider.name})>"
@@ -55,6 +69,17 @@ class Store:
                 if self._client is None:
                     self._client = self._make_client(self.config.endpoint_url)
         return self._client
+
+    def _etags(self) -> ETagRecorder:
+        """The ETag listener registered on :attr:`client`."""
+        client = self.client
+        recorder = self._etag_recorder
+        if recorder is None or recorder.client is not client:
+            with self._lock:
+                recorder = self._etag_recorder
+                if recorder is None or recorder.client is not client:
+                    recorder = self._etag_recorder = ETagRecorder(client)
+        return recorder
 
     def _make_client(self, endpoint_url: str, *, path_style: bool = False) -> S3Client:
         return make_client(self.config, endpoint_url, path_style=path_style)
@@ -90,13 +115,38 @@ class Store:
         *,
         content_type: str | None = None,
     ) -> TransferResult:
-        """Stream ``source`` to ``bucket/key``, hashing it in the same pass.
+        """Stream ``source`` to ``bucket/key``, hashing it on the way.
 
-        A failed multipart upload is aborted by s3transfer, so no partial object is
-        ever published under ``key``.
+        A regular file read from its start goes by path: s3transfer reads its parts in
+        parallel while another thread hashes the file in order, and a file that changes
+        during the upload is refused. Any other source is read once, in order, and
+        hashed as it passes. A failed multipart upload is aborted by s3transfer, so no
+        partial object is ever published under ``key``. The requests are the upload's
+        own plus one that records the SHA-256 tag: no HEAD before or after.
         """
         key = validate_key(key, store=self.name, bucket=bucket)
         content_type = content_type or guess_content_type(key)
+        extra = {"ContentType": content_type}
+        local = local_file(source)
+        with self._etags().waiting_for(bucket, key) as etag:
+            if local is not None:
+                size, sha256 = self._upload_local_file(bucket, key, local, extra)
+            else:
+                size, sha256 = self._upload_stream(bucket, key, source, extra)
+        _integrity.record(self, bucket, key, sha256)
+        return TransferResult(
+            self.name,
+            bucket,
+            key,
+            size,
+            sha256,
+            etag[0] if etag[0] is not None else self.head(bucket, key).etag,
+            content_type,
+        )
+
+    def _upload_stream(
+        self, bucket: str, key: str, source: Readable, extra: dict[str, str]
+    ) -> tuple[int, str]:
         size = source_size(source)
         reader = HashingReader(source)
         with translated(self.config, "upload", bucket, key):
@@ -104,22 +154,39 @@ class Store:
                 reader,  # type: ignore[arg-type]
                 bucket,
                 key,
-                ExtraArgs={"ContentType": content_type},
+                ExtraArgs=extra,
                 Config=self._transfer_config if size is None else transfer_config(size),
             )
-        info = self.head(bucket, key)
-        if info.size != reader.size:
+        return reader.size, reader.sha256
+
+    def _upload_local_file(
+        self, bucket: str, key: str, local: LocalFile, extra: dict[str, str]
+    ) -> tuple[int, str]:
+        hasher = PrefixHasher(local.fd)
+        hasher.advance(local.size)
+        try:
+            with translated(self.config, "upload", bucket, key):
+                self.client.upload_file(
+                    local.path, bucket, key, ExtraArgs=extra, Config=transfer_config(local.size)
+                )
+        except BaseException:
+            hasher.abandon()
+            raise
+        try:
+            sha256 = hasher.finish(local.size)
+        except OSError:
+            sha256 = ""  # the file shrank under us: reported as changed below
+        if not sha256 or local.changed():
+            self.delete(bucket, key)
             raise IntegrityError(
-                f"Upload to the {describe(self.config, bucket, key)} stored {info.size} bytes, "
-                f"but {reader.size} were sent.",
+                f"{local.path!r} changed while it was uploaded to the "
+                f"{describe(self.config, bucket, key)}; the object was deleted. "
+                "Upload a file that is not being written to.",
                 store=self.name,
                 bucket=bucket,
                 key=key,
             )
-        _integrity.record(self, bucket, key, reader.sha256)
-        return TransferResult(
-            self.name, bucket, key, reader.size, reader.sha256, info.etag, content_type
-        )
+        return local.size, sha256
 
     def upload_file(
         self, bucket: str, key: str, path: Path, *, content_type: str | None = None
@@ -130,35 +197,53 @@ class Store:
             return self.upload(bucket, key, source, content_type=content_type)
 
     def download(
-        self, bucket: str, key: str, dest: Path, *, expected_sha256: str | None = None
+        self,
+        bucket: str,
+        key: str,
+        dest: Path,
+        *,
+        expected_sha256: str | None = None,
     ) -> TransferResult:
         """Stream ``bucket/key`` into ``dest`` atomically, hashing and verifying it.
 
         The bytes go to a temporary file beside ``dest`` that is renamed into place only
         when complete and verified against ``expected_sha256`` or, when not given, the
         SHA-256 recorded at upload: a failed or corrupt download leaves no file and an
-        existing ``dest`` untouched.
+        existing ``dest`` untouched. With ``expected_sha256`` (an artifact row knows it)
+        the download is GET requests only: s3transfer learns the size from the first
+        ranged GET, so there is no HEAD.
         """
         key = validate_key(key, store=self.name, bucket=bucket)
         with atomic_destination(Path(dest)) as tmp_file:
             return self.read_into(bucket, key, tmp_file, expected_sha256=expected_sha256)
 
     def read_into(
-        self, bucket: str, key: str, sink: BinaryIO, *, expected_sha256: str | None = None
+        self,
+        bucket: str,
+        key: str,
+        sink: BinaryIO,
+        *,
+        expected_sha256: str | None = None,
     ) -> TransferResult:
-        """Stream ``bucket/key`` into ``sink`` in order (ranged GETs in parallel), then
-        verify it as :meth:`download` does (``sink`` must be ``w+b``)."""
+        """Stream ``bucket/key`` into ``sink`` (ranged GETs in parallel), then verify it
+        as :meth:`download` does (``sink`` must be ``w+b``); ``sink`` is left at its end."""
         key = validate_key(key, store=self.name, bucket=bucket)
         expected = expected_sha256 or _integrity.recorded(self, bucket, key)
-        writer = HashingWriter(sink)
-        with translated(self.config, "download", bucket, key):
-            self.client.download_fileobj(
-                bucket,
-                key,
-                writer,  # type: ignore[arg-type]
-                Config=self._transfer_config,
-            )
-        result = TransferResult(self.name, bucket, key, writer.size, writer.sha256, "")
+        writer = OffsetWriter(sink) if has_descriptor(sink) else HashingWriter(sink)
+        try:
+            with (
+                translated(self.config, "download", bucket, key),
+                create_transfer_manager(self.client, self._transfer_config) as manager,
+            ):
+                manager.download(
+                    bucket,
+                    key,
+                    writer,  # type: ignore[arg-type]
+                ).result()
+            result = TransferResult(self.name, bucket, key, writer.size, writer.sha256, "")
+        finally:
+            writer.close()
+        sink.seek(result.size)
         _integrity.check(self, result, expected)
         return result
 
