@@ -171,11 +171,18 @@ class StorageCommand(BaseCommand):
         return ProgressBar.for_terminal(self.stdout, label, total, quiet=self.json_output)
 
     def store_file(self, artifact: Artifact, path: Path) -> None:
-        """Upload ``path`` through the model (size, SHA-256 and ETag measured in the one
-        streaming pass) and save the row, with a progress bar on a terminal."""
+        """Upload ``path`` through the model (size, SHA-256 and ETag measured on the way)
+        and save the row, with a progress bar on a terminal.
+
+        Without a bar the open file itself is handed over, so the store can upload it by
+        path (parts read from disk: memory flat). The bar counts bytes through a wrapper
+        that hides the file, which makes it a stream upload (parts buffered in memory).
+        """
         with command_errors(), path.open("rb") as handle:
             size = path.stat().st_size
             with self.progress(f"Uploading {path.name}", size) as bar:
-                reader = ProgressReader(handle, bar, size)
-                artifact.file.save(path.name, File(cast(BinaryIO, reader), name=path.name), False)
+                source: BinaryIO = handle
+                if bar.enabled:
+                    source = cast(BinaryIO, ProgressReader(handle, bar, size))
+                artifact.file.save(path.name, File(source, name=path.name), False)
                 artifact.save()
