@@ -2,7 +2,8 @@
 
 Internal store (private MinIO): model weights, training checkpoints, config schemas.
 External store (R2/S3): training datasets, handed to browsers as presigned URLs.
-Internal objects never get a URL.
+Internal objects never get a URL. ``get_schema`` reads through a per-process cache
+(:mod:`._schema_cache`): fresh for ``SCHEMA_CACHE_SECONDS``, then revalidated by ETag.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from typing import Any, BinaryIO
 from django.core.signals import setting_changed
 from django.dispatch import receiver
 
+from ._schema_cache import schema_cache
 from .conf import SETTINGS_KEY, ArtifactKind, DualStorageConfig, StoreName, load_config
 from .exceptions import InvalidArgument, InvalidKey
 from .keys import validate_key
@@ -75,19 +77,24 @@ class DualStorageClient:
     # -- internal: config schemas ----------------------------------------------
 
     def upload_schema(self, framework: str, schema: bytes | str) -> TransferResult:
-        """Store ``schema`` as ``<framework>.json``."""
+        """Store ``schema`` as ``<framework>.json``; this process's next read sees it."""
         import io
 
         data = schema.encode("utf-8") if isinstance(schema, str) else bytes(schema)
         store, bucket = self.locate("schemas")
-        return store.upload(
-            bucket, schema_key(framework), io.BytesIO(data), content_type=SCHEMA_CONTENT_TYPE
-        )
+        key = schema_key(framework)
+        try:
+            return store.upload(bucket, key, io.BytesIO(data), content_type=SCHEMA_CONTENT_TYPE)
+        finally:
+            schema_cache.invalidate(store, bucket, key)
 
     def get_schema(self, framework: str) -> bytes:
-        """The bytes of ``<framework>.json``."""
+        """The bytes of ``<framework>.json``, from memory for ``SCHEMA_CACHE_SECONDS`` after
+        the store last confirmed them, then revalidated with a conditional GET."""
         store, bucket = self.locate("schemas")
-        return store.get_bytes(bucket, schema_key(framework))
+        return schema_cache.get(
+            store, bucket, schema_key(framework), self.config.schema_cache_seconds
+        )
 
     # -- external: datasets ----------------------------------------------------
 
@@ -116,7 +123,12 @@ class DualStorageClient:
 
     def delete(self, kind: ArtifactKind, key: str) -> None:
         store, bucket = self.locate(kind)
-        store.delete(bucket, key)
+        key = validate_key(key, store=store.name, bucket=bucket)
+        try:
+            store.delete(bucket, key)
+        finally:
+            if kind == "schemas":
+                schema_cache.invalidate(store, bucket, key)
 
     def list_objects(self, kind: ArtifactKind, prefix: str = "") -> Iterator[ObjectInfo]:
         """Objects of ``kind`` whose key starts with ``prefix``, lazily, page by page."""
@@ -147,6 +159,11 @@ def schema_key(framework: str) -> str:
     return validate_key(f"{framework}.json", store="internal")
 
 
+def clear_schema_cache() -> None:
+    """Forget every cached schema in this process (``get_schema`` asks the store again)."""
+    schema_cache.clear()
+
+
 class _LazyClient:
     """Builds the process-wide client on first use; rebuilt when DUAL_STORAGE changes."""
 
@@ -164,8 +181,10 @@ class _LazyClient:
         return client
 
     def reset(self) -> None:
+        """Forget the client (rebuilt from settings on next use) and the schema cache."""
         with self._lock:
             self._client = None
+        schema_cache.clear()
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._get(), name)

@@ -15,6 +15,10 @@ of these that is set (not missing, not empty) wins:
    of silently borrowed from ``AWS_SECRET_ACCESS_KEY``;
 5. the default in :data:`DEFAULTS`.
 
+``SCHEMA_CACHE_SECONDS`` (default 5) is how long ``get_schema`` serves a schema from this
+process's cache without asking the store; after that a read revalidates it with a
+conditional GET. ``0`` revalidates on every read. See :mod:`._schema_cache`.
+
 Reading settings never touches the network. Problems are found by :mod:`.validation`
 and reported by Django's system checks, or raised as ``ConfigurationError`` on use.
 """
@@ -51,6 +55,7 @@ DEFAULTS: dict[str, str | None] = {
     "INTERNAL_BUCKET_CHECKPOINTS": "training-checkpoints",
     "INTERNAL_BUCKET_SCHEMAS": "config-schemas",
     "EXTERNAL_BUCKET_DATASETS": "training-datasets",
+    "SCHEMA_CACHE_SECONDS": "5",
 }
 LEGACY_FALLBACKS: dict[str, str] = {
     "INTERNAL_STORAGE_ENDPOINT": "AWS_S3_ENDPOINT_URL",
@@ -177,6 +182,7 @@ class DualStorageConfig:
     internal: StoreConfig
     external: StoreConfig
     legacy_names: tuple[str, ...] = ()
+    schema_cache_seconds: float = float(DEFAULTS["SCHEMA_CACHE_SECONDS"] or 0)
 
     def store(self, name: StoreName) -> StoreConfig:
         return self.internal if name == "internal" else self.external
@@ -203,6 +209,7 @@ def load_config(
         internal=build_store_config("internal", values),
         external=build_store_config("external", values),
         legacy_names=legacy_names(values),
+        schema_cache_seconds=float(values["SCHEMA_CACHE_SECONDS"].value or 0),
     )
 
 

@@ -24,6 +24,7 @@ from django.dispatch import receiver
 from django.utils.text import get_valid_filename
 
 from ._consistency import delete_on_commit, delete_on_rollback
+from ._schema_cache import schema_cache
 from .client import dual_storage, schema_key
 from .conf import ArtifactKind
 from .exceptions import InvalidKey
@@ -230,13 +231,25 @@ class ConfigSchema(Artifact):
             key, framework = self.key, self.framework
             transaction.on_commit(lambda: _publish_schema(key, framework), using=using, robust=True)
         if renamed:
-            store, bucket = dual_storage.locate("schemas")
-            delete_on_commit(store, bucket, f"{previous_framework}.json", using=using)
+            _unpublish_schema_on_commit(str(previous_framework), using)
 
 
 def _publish_schema(version_key: str, framework: str) -> None:
     store, bucket = dual_storage.locate("schemas")
-    store.copy(bucket, version_key, f"{framework}.json")
+    try:
+        store.copy(bucket, version_key, f"{framework}.json")
+    finally:
+        schema_cache.invalidate(store, bucket, f"{framework}.json")
+
+
+def _unpublish_schema_on_commit(framework: str, using: str) -> None:
+    """Delete ``<framework>.json`` after commit, then drop it from the schema cache."""
+    store, bucket = dual_storage.locate("schemas")
+    key = f"{framework}.json"
+    delete_on_commit(store, bucket, key, using=using)
+    transaction.on_commit(
+        lambda: schema_cache.invalidate(store, bucket, key), using=using, robust=True
+    )
 
 
 class Dataset(Artifact):
@@ -263,4 +276,4 @@ def _delete_object_after_commit(sender: type, instance: object, using: str, **kw
     store, bucket = dual_storage.locate(instance.kind)
     delete_on_commit(store, bucket, instance.key, using=using)
     if isinstance(instance, ConfigSchema):
-        delete_on_commit(store, bucket, f"{instance.framework}.json", using=using)
+        _unpublish_schema_on_commit(instance.framework, using)

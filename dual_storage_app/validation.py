@@ -6,6 +6,7 @@ in :mod:`.checks` (which report errors and warnings with ids and hints).
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -42,6 +43,7 @@ def find_problems(values: Mapping[str, Resolved], *, production: bool = False) -
     for store in STORE_NAMES:
         problems += _store_problems(store, values)
     problems += _bucket_problems(values, production=production)
+    problems += _schema_cache_problems(values)
     legacy = legacy_names(values)
     if legacy:
         problems.append(
@@ -190,6 +192,26 @@ def _bucket_problems(values: Mapping[str, Resolved], *, production: bool) -> lis
             )
         )
     return problems
+
+
+def _schema_cache_problems(values: Mapping[str, Resolved]) -> list[Problem]:
+    """E010: ``SCHEMA_CACHE_SECONDS`` must be a finite number of seconds, 0 or more."""
+    resolved = values["SCHEMA_CACHE_SECONDS"]
+    try:
+        seconds = float(resolved.value or 0)
+    except ValueError:
+        seconds = math.nan
+    if math.isfinite(seconds) and seconds >= 0:
+        return []
+    return [
+        Problem(
+            "dual_storage_app.E010",
+            f"SCHEMA_CACHE_SECONDS from {resolved.origin} is {resolved.value!r}, which is not "
+            "a number of seconds >= 0.",
+            f"Set {where_to_set(resolved.name)} to how long get_schema() may serve a schema "
+            "from memory, e.g. 5; 0 revalidates with the store on every read.",
+        )
+    ]
 
 
 def _same_server(values: Mapping[str, Resolved]) -> bool:
