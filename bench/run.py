@@ -23,7 +23,7 @@ import boto3
 
 from dual_storage_app.localserver import LocalS3Server, free_port_pair
 
-from . import links
+from . import links, schemas
 from .contenders import (
     OURS,
     Contender,
@@ -212,6 +212,7 @@ def main(argv: list[str] | None = None) -> int:
             our_store(target).create_bucket(BUCKET)
             results = bench_transfers(target, args.sizes, args.repeat)
             results += links.run(target, repeat=args.repeat)
+            results += schemas.run(target, repeat=args.repeat)
             peaks = bench_rss(target, max(args.sizes))
         finally:
             server.kill()  # throw-away data: skip SeaweedFS's ~15 s graceful stop
