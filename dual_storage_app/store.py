@@ -37,7 +37,7 @@ from .conf import StoreConfig
 from .exceptions import IntegrityError, InvalidArgument, NoPublicURL, ObjectNotFound
 from .keys import validate_key, validate_prefix
 from .objects import ObjectInfo, TransferResult
-from .transfer import guess_content_type, transfer_config, validate_expiry
+from .transfer import guess_content_type, progress_callback, transfer_config, validate_expiry
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
@@ -156,6 +156,7 @@ class Store:
                 key,
                 ExtraArgs=extra,
                 Config=self._transfer_config if size is None else transfer_config(size),
+                Callback=progress_callback(),
             )
         return reader.size, reader.sha256
 
@@ -167,7 +168,12 @@ class Store:
         try:
             with translated(self.config, "upload", bucket, key):
                 self.client.upload_file(
-                    local.path, bucket, key, ExtraArgs=extra, Config=transfer_config(local.size)
+                    local.path,
+                    bucket,
+                    key,
+                    ExtraArgs=extra,
+                    Config=transfer_config(local.size),
+                    Callback=progress_callback(),
                 )
         except BaseException:
             hasher.abandon()

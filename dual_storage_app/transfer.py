@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import mimetypes
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 
 from boto3.s3.transfer import TransferConfig
 
@@ -15,7 +18,30 @@ DEFAULT_CONTENT_TYPE = "application/octet-stream"
 
 PART_SIZE = 16 * MiB
 MAX_PARTS = 10_000
-_IN_MEMORY_BUDGET = 96 * MiB  # parts buffered at once, whatever the part size
+# Parts a stream upload may buffer at once, whatever the part size. Files never buffer
+# parts (they go by path); with Django and boto3 loaded (~80 MiB) a stream upload then
+# peaks under 150 MB.
+_IN_MEMORY_BUDGET = 48 * MiB
+
+ProgressCallback = Callable[[int], None]
+_progress: ContextVar[ProgressCallback | None] = ContextVar("dual_storage_progress", default=None)
+
+
+@contextmanager
+def reporting_progress(callback: ProgressCallback) -> Iterator[None]:
+    """Within this block, uploads started by this thread report the bytes they send to
+    ``callback`` (increments; negative when a retry resends a part). This reaches uploads
+    started deep inside a model's ``save()`` without changing its signature."""
+    token = _progress.set(callback)
+    try:
+        yield
+    finally:
+        _progress.reset(token)
+
+
+def progress_callback() -> ProgressCallback | None:
+    """The callback set by :func:`reporting_progress` for this thread, if any."""
+    return _progress.get()
 
 
 def transfer_config(size: int | None = None) -> TransferConfig:
@@ -33,10 +59,11 @@ def transfer_config(size: int | None = None) -> TransferConfig:
         multipart_threshold=PART_SIZE,
         multipart_chunksize=part_size,
         max_concurrency=10,
-        # Downloads: 1 MiB reads per write task (s3transfer's 256 KiB default costs
-        # four times the Python overhead), at most 32 of them queued for the disk.
-        io_chunksize=MiB,
-        max_io_queue=32,
+        # Downloads: s3transfer's 256 KiB reads, at most 8 queued for the disk. Larger
+        # or more chunks were not faster here, and with 10 threads allocating them and
+        # one freeing them glibc's arenas kept ~50 MiB more (bench/memory.py).
+        io_chunksize=256 * 1024,
+        max_io_queue=8,
         use_threads=True,
         # The CRT client ignores endpoint_url and would talk to AWS (boto3 #4839).
         preferred_transfer_client="classic",

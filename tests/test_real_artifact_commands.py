@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import re
 import socket
 import time
 from collections.abc import Callable
@@ -23,6 +24,7 @@ from dual_storage_app.client import DualStorageClient
 from dual_storage_app.localserver import LocalS3Server
 from dual_storage_app.management._progress import ProgressBar, human_size
 from dual_storage_app.models import ConfigSchema, Dataset, ModelWeight, TrainingCheckpoint
+from dual_storage_app.store import Store
 from tests.conftest import EXTERNAL_SECRET, INTERNAL_SECRET, real_settings
 from tests.http import fetch
 
@@ -204,6 +206,24 @@ def test_progress_bar_only_on_a_terminal(
     out = Terminal()
     call_command("dualstorage_upload", "weights", str(source), "--json", stdout=out)
     assert json.loads(out.getvalue())["size"] == source.stat().st_size
+
+
+def test_progress_bar_upload_still_goes_by_path(
+    real_storage: DualStorageClient, make_file: MakeFile, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The bar hears s3transfer's callback; the file is not wrapped into a stream (which
+    would buffer parts in memory)."""
+
+    def no_stream_upload(*args: object, **kwargs: object) -> None:
+        raise AssertionError("a file upload took the buffered stream path")
+
+    monkeypatch.setattr(Store, "_upload_stream", no_stream_upload)
+    source = make_file("big.pth", 40 * 1024 * 1024)
+    shown = run("dualstorage_upload", "weights", str(source), stdout=Terminal())
+    percents = re.findall(r"(\d+\.\d)%", shown)
+    assert percents[-1] == "100.0"
+    assert len(set(percents)) > 2, shown  # it moved through the parts, not in one jump
+    assert ModelWeight.objects.get().size == source.stat().st_size
 
 
 def test_progress_bar_rendering() -> None:

@@ -8,7 +8,7 @@ import json
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, BinaryIO, cast
+from typing import Any, cast
 
 from django.core.files.base import File
 from django.core.management.base import BaseCommand, CommandError, CommandParser
@@ -18,8 +18,9 @@ from dual_storage_app.conf import ArtifactKind
 from dual_storage_app.exceptions import DualStorageError
 from dual_storage_app.models import ARTIFACT_MODELS, Artifact
 from dual_storage_app.store import Store
+from dual_storage_app.transfer import reporting_progress
 
-from ._progress import ProgressBar, ProgressReader
+from ._progress import ProgressBar
 
 KINDS: tuple[ArtifactKind, ...] = ("weights", "checkpoints", "schemas", "datasets")
 MODELS: dict[str, type[Artifact]] = {model.kind: model for model in ARTIFACT_MODELS}
@@ -174,15 +175,15 @@ class StorageCommand(BaseCommand):
         """Upload ``path`` through the model (size, SHA-256 and ETag measured on the way)
         and save the row, with a progress bar on a terminal.
 
-        Without a bar the open file itself is handed over, so the store can upload it by
-        path (parts read from disk: memory flat). The bar counts bytes through a wrapper
-        that hides the file, which makes it a stream upload (parts buffered in memory).
+        The open file itself is handed over, so the store uploads it by path (parts read
+        from disk in parallel, memory flat); the bar hears the bytes sent through
+        :func:`~dual_storage_app.transfer.reporting_progress`.
         """
         with command_errors(), path.open("rb") as handle:
             size = path.stat().st_size
-            with self.progress(f"Uploading {path.name}", size) as bar:
-                source: BinaryIO = handle
-                if bar.enabled:
-                    source = cast(BinaryIO, ProgressReader(handle, bar, size))
-                artifact.file.save(path.name, File(source, name=path.name), False)
-                artifact.save()
+            with (
+                self.progress(f"Uploading {path.name}", size) as bar,
+                reporting_progress(bar.advance),
+            ):
+                artifact.file.save(path.name, File(handle, name=path.name), False)
+                artifact.save()  # the upload happens here, with the row's INSERT

@@ -1,8 +1,8 @@
 """A progress bar for long transfers: drawn only when the output is a terminal.
 
-The Store API has no progress callback, so uploads count the bytes read from the source
-(:class:`ProgressReader`) and downloads poll the size of the temporary file that
-``Store.download`` writes beside the destination (:func:`watch_partial_download`).
+Uploads hear the bytes sent through ``transfer.reporting_progress`` (s3transfer's
+callback); downloads poll the size of the temporary file that ``Store.download`` writes
+beside the destination (:func:`watch_partial_download`).
 """
 
 from __future__ import annotations
@@ -14,7 +14,6 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from types import TracebackType
-from typing import BinaryIO
 
 from django.core.management.base import OutputWrapper
 
@@ -108,42 +107,6 @@ class ProgressBar:
             self._drawn_at = now
             self.out.write(f"\r{self.render()}\x1b[K", ending="")
             self.out.flush()
-
-
-class ProgressReader:
-    """A binary file wrapper that reports the bytes read from it to a :class:`ProgressBar`.
-
-    It has the ``size`` and ``name`` Django's ``File`` uses, and keeps the source's
-    ``seek``/``tell``, so the upload code sees the same file it would without the bar.
-    """
-
-    def __init__(self, source: BinaryIO, bar: ProgressBar, size: int) -> None:
-        self._source, self._bar = source, bar
-        self.size = size
-        self.name = getattr(source, "name", None)
-
-    def read(self, size: int = -1) -> bytes:
-        data = self._source.read(size)
-        self._bar.advance(len(data))
-        return data
-
-    def seekable(self) -> bool:
-        return self._source.seekable()
-
-    def seek(self, offset: int, whence: int = os.SEEK_SET) -> int:
-        position = self._source.seek(offset, whence)
-        self._bar.update_to(position)
-        return position
-
-    def tell(self) -> int:
-        return self._source.tell()
-
-    @property
-    def closed(self) -> bool:
-        return self._source.closed
-
-    def close(self) -> None:
-        self._source.close()
 
 
 @contextmanager
