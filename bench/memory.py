@@ -247,7 +247,7 @@ def format_section(
         return " | ".join(c.ljust(w) for c, w in zip(cells, widths, strict=True)).rstrip()
 
     timings = [
-        f"{path} {size_label(size)} {got.seconds:.0f} s"
+        f"{path} {size_label(size)} {got.seconds:.1f} s"
         for path in list(PATHS)[1:]
         for size, got in results[path].items()
         if isinstance(got, Peak)

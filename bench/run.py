@@ -23,7 +23,7 @@ import boto3
 
 from dual_storage_app.localserver import LocalS3Server, free_port_pair
 
-from . import links, schemas
+from . import links, memory, schemas
 from .contenders import (
     OURS,
     Contender,
@@ -38,6 +38,8 @@ REPO = Path(__file__).resolve().parent.parent
 BUCKET = "bench"
 QUICK_SIZES = ["8MiB", "40MiB"]
 FULL_SIZES = ["500MB", "1GiB"]
+QUICK_MEMORY_SIZES = ["8MiB", "64MiB"]
+FULL_MEMORY_SIZES = ["256MiB", "1GiB", "2GiB"]
 
 RSS_SCRIPT = """
 import json, sys
@@ -214,6 +216,12 @@ def main(argv: list[str] | None = None) -> int:
             results += links.run(target, repeat=args.repeat)
             results += schemas.run(target, repeat=args.repeat)
             peaks = bench_rss(target, max(args.sizes))
+            memory_sizes = QUICK_MEMORY_SIZES if args.quick else FULL_MEMORY_SIZES
+            memory_table = memory.run(
+                target,
+                [parse_size(size) for size in memory_sizes],
+                reclaim=memory.seaweed_vacuum(server.master_port),
+            )
         finally:
             server.kill()  # throw-away data: skip SeaweedFS's ~15 s graceful stop
     print(
@@ -224,6 +232,8 @@ def main(argv: list[str] | None = None) -> int:
     print(format_table(results))
     print()
     print(format_rss(peaks, max(args.sizes)))
+    print()
+    print(memory_table)
     failed = [r for r in results if r.note and r.note.startswith("error")]
     return 1 if failed else 0
 

@@ -56,5 +56,9 @@ def test_quick_bench_prints_every_contender_with_a_ratio() -> None:
     schema = {row[2]: row for row in rows if row[0].startswith("get_schema")}
     assert set(schema) == {"ours", "ours (revalidate every read)", "boto3 get_object"}
     assert schema["ours"][5].endswith("x"), schema
+    memory = {line.split("|")[0].strip(): line for line in lines if line.count("|") == 4}
+    for path in ("client", "FileField", "admin", "commands"):
+        row = next(line for name, line in memory.items() if name.startswith(path + ":"))
+        assert row.rstrip().endswith("PASS"), row  # under 150 MB at the quick sizes
     assert "peak RSS ours:" in done.stdout
     assert "MiB" in next(line for line in lines if "peak RSS ours:" in line)
