@@ -3,11 +3,8 @@
 Hashing in the transfer's own thread puts ~0.5 ms per MiB on its critical path. Here a
 :class:`PrefixHasher` thread reads the file back with ``os.pread`` (page cache, its own
 offset, no seek races) as far as the bytes are final, so on a multi-core machine the
-hash costs only the tail that is left when the transfer ends.
-
-:class:`OffsetWriter` is the download side: s3transfer writes ranged parts at their
-offsets (``seek`` + ``write`` from its one I/O thread); the writer ``pwrite``\\ s them and
-tells the hasher how far the file is contiguous from byte 0.
+hash costs only the tail that is left when the transfer ends. Uploads of files announce
+the whole file at once; downloads announce each range as it completes in order.
 """
 
 from __future__ import annotations
@@ -89,78 +86,3 @@ class PrefixHasher:
                 self._hashed = ready
         except BaseException as exc:  # reported by finish()
             self._error = exc
-
-
-class OffsetWriter:
-    """A seekable, write-only file for s3transfer that hashes the file in byte order.
-
-    ``sink`` must be a real file opened ``w+b``. Writes go straight to its descriptor
-    with ``pwrite`` (its Python buffer is flushed first and never used). If a retry
-    writes bytes again (s3transfer restarts a failed range from its start), the file is
-    hashed again from disk at the end, so the hash is always of the bytes on disk.
-    """
-
-    def __init__(self, sink: object) -> None:
-        sink.flush()  # type: ignore[attr-defined]
-        self._fd: int = sink.fileno()  # type: ignore[attr-defined]
-        self._position = 0
-        self._contiguous = 0  # bytes [0, _contiguous) are written
-        self._islands: dict[int, int] = {}  # start -> end, written beyond _contiguous
-        self._rewritten = False
-        self.size = 0
-        self._hasher = PrefixHasher(self._fd)
-
-    def seekable(self) -> bool:
-        return True
-
-    def seek(self, offset: int, whence: int = os.SEEK_SET) -> int:
-        if whence != os.SEEK_SET:
-            raise OSError("OffsetWriter seeks to absolute offsets only")
-        self._position = offset
-        return offset
-
-    def tell(self) -> int:
-        return self._position
-
-    def write(self, data: bytes) -> int:
-        start = self._position
-        view = memoryview(data)
-        while view:  # pwrite may write less than asked
-            written = os.pwrite(self._fd, view, self._position)
-            view = view[written:]
-            self._position += written
-        self.size = max(self.size, self._position)
-        self._record(start, self._position)
-        return len(data)
-
-    def _record(self, start: int, end: int) -> None:
-        if start < self._contiguous or any(
-            start < island_end and island_start < end
-            for island_start, island_end in self._islands.items()
-        ):
-            self._rewritten = True  # bytes written twice: hash the final file instead
-        extended = next((s for s, e in self._islands.items() if e == start), None)
-        if start == self._contiguous:
-            self._contiguous = end
-        elif extended is not None:
-            self._islands[extended] = end
-        else:
-            self._islands[start] = end
-        while self._contiguous in self._islands:
-            self._contiguous = self._islands.pop(self._contiguous)
-        self._hasher.advance(self._contiguous)
-
-    @property
-    def sha256(self) -> str:
-        """The SHA-256 of the whole file; waits for the hasher to catch up."""
-        if self._rewritten:
-            self._hasher.abandon()
-            return hash_fd(self._fd, self.size)
-        if self._islands or self._contiguous != self.size:
-            self._hasher.abandon()
-            raise OSError("The download left a gap; its hash is incomplete.")
-        return self._hasher.finish(self.size)
-
-    def close(self) -> None:
-        """Stop the hasher (after a failed download)."""
-        self._hasher.abandon()

@@ -10,19 +10,19 @@ not thread-safe).
 from __future__ import annotations
 
 import builtins
+import os
 import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO
 
-from boto3.s3.transfer import create_transfer_manager
-
 from . import _integrity
 from ._clients import make_client
 from ._errors import describe, translated
 from ._etags import ETagRecorder
-from ._parallel_hash import OffsetWriter, PrefixHasher
+from ._parallel_hash import PrefixHasher
 from ._presign import Presigner
+from ._ranged_download import RangedDownload
 from ._streams import (
     HashingReader,
     HashingWriter,
@@ -37,7 +37,15 @@ from .conf import StoreConfig
 from .exceptions import IntegrityError, InvalidArgument, NoPublicURL, ObjectNotFound
 from .keys import validate_key, validate_prefix
 from .objects import ObjectInfo, TransferResult
-from .transfer import guess_content_type, progress_callback, transfer_config, validate_expiry
+from .transfer import (
+    DOWNLOAD_ATTEMPTS,
+    DOWNLOAD_PART_SIZE,
+    DOWNLOAD_THREADS,
+    guess_content_type,
+    progress_callback,
+    transfer_config,
+    validate_expiry,
+)
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
@@ -235,23 +243,48 @@ class Store:
         as :meth:`download` does (``sink`` must be ``w+b``); ``sink`` is left at its end."""
         key = validate_key(key, store=self.name, bucket=bucket)
         expected = expected_sha256 or _integrity.recorded(self, bucket, key)
-        writer = OffsetWriter(sink) if has_descriptor(sink) else HashingWriter(sink)
-        try:
-            with (
-                translated(self.config, "download", bucket, key),
-                create_transfer_manager(self.client, self._transfer_config) as manager,
-            ):
-                manager.download(
-                    bucket,
-                    key,
-                    writer,  # type: ignore[arg-type]
-                ).result()
-            result = TransferResult(self.name, bucket, key, writer.size, writer.sha256, "")
-        finally:
-            writer.close()
-        sink.seek(result.size)
+        with translated(self.config, "download", bucket, key):
+            if has_descriptor(sink):
+                size, sha256 = self._download_to_descriptor(bucket, key, sink)
+            else:
+                size, sha256 = self._download_to_stream(bucket, key, sink)
+        result = TransferResult(self.name, bucket, key, size, sha256, "")
         _integrity.check(self, result, expected)
         return result
+
+    def _download_to_descriptor(self, bucket: str, key: str, sink: BinaryIO) -> tuple[int, str]:
+        """Parallel ranged GETs ``pwrite`` into the file; a thread hashes behind them."""
+        sink.flush()
+        fd = sink.fileno()
+        hasher = PrefixHasher(fd)
+        try:
+            size = RangedDownload(
+                self.client,
+                bucket,
+                key,
+                fd,
+                part_size=DOWNLOAD_PART_SIZE,
+                threads=DOWNLOAD_THREADS,
+                attempts=DOWNLOAD_ATTEMPTS,
+                on_progress=hasher.advance,
+            ).run()
+        except BaseException:
+            hasher.abandon()
+            raise
+        os.ftruncate(fd, size)  # a reused sink may have held more
+        sink.seek(size)
+        return size, hasher.finish(size)
+
+    def _download_to_stream(self, bucket: str, key: str, sink: BinaryIO) -> tuple[int, str]:
+        """s3transfer into a seekable in-memory or spooled sink, hashed as it is written."""
+        writer = HashingWriter(sink)
+        self.client.download_fileobj(
+            bucket,
+            key,
+            writer,  # type: ignore[arg-type]
+            Config=self._transfer_config,
+        )
+        return writer.size, writer.sha256
 
     def get_bytes(self, bucket: str, key: str) -> bytes:
         """Read a small object whole (schemas); large objects go through :meth:`download`."""

@@ -17,6 +17,11 @@ DEFAULT_CONTENT_TYPE = "application/octet-stream"
 
 
 PART_SIZE = 16 * MiB
+# Downloads into files (store._download_to_descriptor): ranged GETs of this size, this
+# many at once, each resumed this many times if its stream breaks.
+DOWNLOAD_PART_SIZE = 16 * MiB
+DOWNLOAD_THREADS = 8
+DOWNLOAD_ATTEMPTS = 5
 MAX_PARTS = 10_000
 # Parts a stream upload may buffer at once, whatever the part size. Files never buffer
 # parts (they go by path); with Django and boto3 loaded (~80 MiB) a stream upload then

@@ -39,6 +39,7 @@ from django.core.files.base import File
 from django.core.management import call_command
 from pytest_django import Settings as SettingsWrapper
 
+from dual_storage_app import transfer
 from dual_storage_app.client import DualStorageClient, dual_storage
 from dual_storage_app.exceptions import (
     AccessDenied,
@@ -59,7 +60,8 @@ from tests.http import fetch
 pytestmark = [pytest.mark.real_s3, pytest.mark.django_db(transaction=True)]
 
 MAX_ATTEMPTS = 5  # botocore "standard", total_max_attempts=5 (providers.py)
-S3TRANSFER_ATTEMPTS = 5  # s3transfer's own attempts for a body that breaks mid-stream
+# Attempts per ranged GET whose body breaks mid-stream (each resumes from the byte reached).
+DOWNLOAD_ATTEMPTS = transfer.DOWNLOAD_ATTEMPTS
 BLACK_HOLE_BOUND = 60.0  # seconds a caller may wait for a store that never answers
 LONE_SECRET = "lone-secret-Pq7wX2"
 
@@ -255,7 +257,8 @@ def test_truncated_get_is_a_clear_error_and_writes_nothing(
 ) -> None:
     key, sha = small_weight
     proxy = proxies["internal"]
-    truncate = proxy.truncate_after(MiB, where=object_get("model-weights", key))
+    # 256 KiB per response: 3 MiB would need 12 resumed GETs, more than the attempts.
+    truncate = proxy.truncate_after(256 * 1024, where=object_get("model-weights", key))
     store, bucket = proxied.locate("weights")
     fresh, existing = tmp_path / "fresh.pth", tmp_path / "existing.pth"
     existing.write_bytes(b"previous")
@@ -266,8 +269,8 @@ def test_truncated_get_is_a_clear_error_and_writes_nothing(
         assert "internal store" in str(caught.value) and key in str(caught.value)
     assert not fresh.exists() and existing.read_bytes() == b"previous"
     assert files_in(tmp_path) == ["existing.pth"]
-    # s3transfer retried each broken body, then gave up.
-    assert truncate.fired == 2 * S3TRANSFER_ATTEMPTS
+    # Each download resumed its broken body DOWNLOAD_ATTEMPTS times, then gave up.
+    assert truncate.fired == 2 * DOWNLOAD_ATTEMPTS
     print(f"\ntruncated GET: {type(caught.value).__name__}: {caught.value}")
 
 
@@ -281,6 +284,24 @@ def test_a_truncation_once_is_retried_and_the_bytes_are_right(
     proxies["internal"].truncate_after(MiB, where=object_get("model-weights", key), times=1)
     result = proxied.download_weight(weight_key=key, dest_path=tmp_path / "w.pth")
     assert result.sha256 == sha == sha256_file(tmp_path / "w.pth")
+
+
+def test_every_body_cut_short_still_completes_by_resuming(
+    proxied: DualStorageClient,
+    proxies: dict[str, FaultProxy],
+    small_weight: tuple[str, str],
+    tmp_path: Path,
+) -> None:
+    """Each GET breaks after 1 MiB; each retry asks only for the bytes still missing
+    (``Range`` from the byte reached), so 3 MiB arrive in three GETs, verified."""
+    key, sha = small_weight
+    cut = proxies["internal"].truncate_after(MiB, where=object_get("model-weights", key))
+    result = proxied.download_weight(weight_key=key, dest_path=tmp_path / "w.pth")
+    assert result.sha256 == sha == sha256_file(tmp_path / "w.pth")
+    # Three GETs, each cut at 1 MiB; the third asked for the last MiB only, so its cut
+    # fell exactly at its end. (s3transfer restarts a range from its start: it never
+    # gets past the first MiB and gives up after 5 attempts.)
+    assert cut.fired == 3
 
 
 def test_flipped_byte_is_an_integrity_error_and_writes_nothing(

@@ -5,18 +5,20 @@ from __future__ import annotations
 import hashlib
 import io
 import os
-import random
 import threading
 from pathlib import Path
 from typing import Any
 
 import boto3
 import pytest
+from botocore.exceptions import ReadTimeoutError
 from django.core.files.base import File
 from django.core.files.uploadedfile import SimpleUploadedFile, TemporaryUploadedFile
+from s3transfer.exceptions import RetriesExceededError
 
 from dual_storage_app._etags import ETagRecorder
-from dual_storage_app._parallel_hash import OffsetWriter, PrefixHasher, hash_fd
+from dual_storage_app._parallel_hash import PrefixHasher, hash_fd
+from dual_storage_app._ranged_download import RangedDownload
 from dual_storage_app._streams import local_file
 from dual_storage_app.client import DualStorageClient
 from dual_storage_app.exceptions import IntegrityError
@@ -56,49 +58,119 @@ def test_prefix_hasher_can_be_abandoned_twice(tmp_path: Path) -> None:
     assert not any(t.name == "dual-storage-hash" for t in threading.enumerate())
 
 
-def _write_pieces(writer: OffsetWriter, pieces: list[tuple[int, bytes]]) -> None:
-    for offset, piece in pieces:
-        writer.seek(offset)
-        writer.write(piece)
-
-
-def test_offset_writer_hashes_out_of_order_parts_in_byte_order(tmp_path: Path) -> None:
-    data = os.urandom(6 * MiB + 17)
-    pieces = [(o, data[o : o + 256 * 1024]) for o in range(0, len(data), 256 * 1024)]
-    random.Random(3).shuffle(pieces)  # noqa: S311 - test data order
-    with (tmp_path / "f").open("w+b") as sink:
-        writer = OffsetWriter(sink)
-        _write_pieces(writer, pieces)
-        assert writer.sha256 == hashlib.sha256(data).hexdigest()
-        assert writer.size == len(data)
-        writer.close()
-    assert (tmp_path / "f").read_bytes() == data
-
-
-def test_offset_writer_rehashes_a_range_written_twice(tmp_path: Path) -> None:
-    """A retried range overwrites bytes the hasher may already have read."""
-    data = os.urandom(2 * MiB)
-    with (tmp_path / "f").open("w+b") as sink:
-        writer = OffsetWriter(sink)
-        _write_pieces(writer, [(0, b"\0" * MiB), (MiB, data[MiB:])])  # first try: bad
-        _write_pieces(writer, [(0, data[:MiB])])  # the retry rewrites part 1
-        assert writer.sha256 == hashlib.sha256(data).hexdigest()
-        writer.close()
-
-
-def test_offset_writer_with_a_gap_refuses_to_give_a_hash(tmp_path: Path) -> None:
-    with (tmp_path / "f").open("w+b") as sink:
-        writer = OffsetWriter(sink)
-        _write_pieces(writer, [(0, b"a" * 10), (20, b"b" * 10)])
-        with pytest.raises(OSError, match="gap"):
-            _ = writer.sha256
-
-
 def test_hash_fd_matches_hashlib(tmp_path: Path) -> None:
     data = os.urandom(5 * MiB + 1)
     (tmp_path / "f").write_bytes(data)
     with (tmp_path / "f").open("rb") as source:
         assert hash_fd(source.fileno(), len(data)) == hashlib.sha256(data).hexdigest()
+
+
+# -- RangedDownload against a scripted client --------------------------------------
+
+
+class _Body:
+    """A response body that may end early (a connection cut mid-stream)."""
+
+    def __init__(self, data: bytes, cut_after: int | None = None) -> None:
+        self._data, self._cut_after, self._offset = data, cut_after, 0
+
+    def read(self, amount: int) -> bytes:
+        if self._cut_after is not None and self._offset >= self._cut_after:
+            raise ReadTimeoutError(endpoint_url="http://127.0.0.1:1", error="cut")
+        end = self._offset + amount
+        if self._cut_after is not None:
+            end = min(end, self._cut_after)
+        block = self._data[self._offset : end]
+        self._offset += len(block)
+        return block
+
+    def close(self) -> None:
+        pass
+
+
+class _ScriptedClient:
+    """get_object over ``data``; ``cuts`` maps a range start to a byte count after which
+    that range's first response breaks; ``ignore_range`` answers 200 with everything."""
+
+    def __init__(
+        self, data: bytes, cuts: dict[int, int] | None = None, ignore_range: bool = False
+    ) -> None:
+        self.data, self.cuts, self.ignore_range = data, dict(cuts or {}), ignore_range
+        self.calls: list[dict[str, Any]] = []
+
+    def get_object(self, **params: Any) -> dict[str, Any]:
+        self.calls.append(params)
+        if self.ignore_range or "Range" not in params:
+            return {"Body": _Body(self.data), "ContentLength": len(self.data), "ETag": '"e"'}
+        start, end = (int(n) for n in params["Range"].removeprefix("bytes=").split("-"))
+        end = min(end, len(self.data) - 1)
+        part = self.data[start : end + 1]
+        return {
+            "Body": _Body(part, self.cuts.pop(start, None)),
+            "ContentRange": f"bytes {start}-{end}/{len(self.data)}",
+            "ContentLength": len(part),
+            "ETag": '"e"',
+        }
+
+
+def _ranged(client: _ScriptedClient, path: Path, attempts: int = 3) -> tuple[int, list[int]]:
+    heard: list[int] = []
+    with path.open("w+b") as sink:
+        size = RangedDownload(
+            client,  # type: ignore[arg-type]
+            "b",
+            "k",
+            sink.fileno(),
+            part_size=MiB,
+            threads=4,
+            attempts=attempts,
+            on_progress=heard.append,
+        ).run()
+    return size, heard
+
+
+def test_ranged_download_writes_every_part_and_reports_the_complete_prefix(
+    tmp_path: Path,
+) -> None:
+    data = os.urandom(5 * MiB + 3)
+    client = _ScriptedClient(data)
+    size, heard = _ranged(client, tmp_path / "f")
+    assert size == len(data)
+    assert (tmp_path / "f").read_bytes() == data
+    assert heard == sorted(heard) and heard[-1] == len(data)
+    assert len(client.calls) == 6  # one GET per part: no HEAD, no extra probe
+    assert all(call.get("IfMatch") == '"e"' for call in client.calls[1:])
+
+
+def test_ranged_download_resumes_a_broken_stream_from_where_it_stopped(
+    tmp_path: Path,
+) -> None:
+    data = os.urandom(3 * MiB)
+    client = _ScriptedClient(data, cuts={MiB: 300_000})
+    _ranged(client, tmp_path / "f")
+    assert (tmp_path / "f").read_bytes() == data
+    resumed = [c["Range"] for c in client.calls if c["Range"].startswith(f"bytes={MiB + 300_000}")]
+    assert resumed == [f"bytes={MiB + 300_000}-{2 * MiB - 1}"]
+
+
+def test_ranged_download_gives_up_after_its_attempts(tmp_path: Path) -> None:
+    class AlwaysCut(_ScriptedClient):
+        def get_object(self, **params: Any) -> dict[str, Any]:
+            response = super().get_object(**params)
+            response["Body"] = _Body(response["Body"].read(10**9), cut_after=0)
+            return response
+
+    with pytest.raises(RetriesExceededError):
+        _ranged(AlwaysCut(os.urandom(2 * MiB)), tmp_path / "f", attempts=2)
+
+
+def test_ranged_download_accepts_a_server_that_ignores_range(tmp_path: Path) -> None:
+    data = os.urandom(3 * MiB)
+    client = _ScriptedClient(data, ignore_range=True)
+    size, heard = _ranged(client, tmp_path / "f")
+    assert (size, heard) == (len(data), [len(data)])
+    assert (tmp_path / "f").read_bytes() == data
+    assert len(client.calls) == 1
 
 
 # -- local_file: which sources go by path ------------------------------------------
@@ -226,3 +298,15 @@ def test_a_file_written_to_during_its_upload_is_refused_and_removed(
     assert str(path) in str(caught.value)
     monkeypatch.undo()
     assert not real_storage.exists("weights", f"{unique_key}/growing.pth")
+
+
+@pytest.mark.real_s3
+def test_an_empty_object_downloads_as_an_empty_verified_file(
+    real_storage: DualStorageClient, unique_key: str, tmp_path: Path
+) -> None:
+    """A ranged GET of an empty object is 416; the download falls back to a plain GET."""
+    store, bucket = real_storage.locate("weights")
+    uploaded = store.upload(bucket, f"{unique_key}/empty.pth", io.BytesIO(b""))
+    result = store.download(bucket, f"{unique_key}/empty.pth", tmp_path / "empty.pth")
+    assert result.size == 0 == (tmp_path / "empty.pth").stat().st_size
+    assert result.sha256 == uploaded.sha256 == hashlib.sha256(b"").hexdigest()
