@@ -38,6 +38,7 @@ REPO = Path(__file__).resolve().parent.parent
 BUCKET = "bench"
 QUICK_SIZES = ["8MiB", "40MiB"]
 FULL_SIZES = ["500MB", "1GiB"]
+SECTIONS = ("transfers", "links", "schemas", "rss", "memory")
 QUICK_MEMORY_SIZES = ["8MiB", "64MiB"]
 FULL_MEMORY_SIZES = ["256MiB", "1GiB", "2GiB"]
 
@@ -72,6 +73,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--sizes", nargs="+", help="e.g. 8MiB 500MB 1GiB")
     parser.add_argument("--repeat", type=int, help="rounds per measurement (median)")
     parser.add_argument("--workdir", type=Path, help="where the server and files live")
+    parser.add_argument(
+        "--only",
+        nargs="+",
+        choices=SECTIONS,
+        default=list(SECTIONS),
+        help="run only these sections (default: all)",
+    )
     args = parser.parse_args(argv)
     args.sizes = [parse_size(s) for s in args.sizes or (QUICK_SIZES if args.quick else FULL_SIZES)]
     args.repeat = max(1, args.repeat or (1 if args.quick else 3))
@@ -212,16 +220,22 @@ def main(argv: list[str] | None = None) -> int:
                 server.endpoint_url, server.access_key, server.secret_key, BUCKET, workdir
             )
             our_store(target).create_bucket(BUCKET)
-            results = bench_transfers(target, args.sizes, args.repeat)
-            results += links.run(target, repeat=args.repeat)
-            results += schemas.run(target, repeat=args.repeat)
-            peaks = bench_rss(target, max(args.sizes))
-            memory_sizes = QUICK_MEMORY_SIZES if args.quick else FULL_MEMORY_SIZES
-            memory_table = memory.run(
-                target,
-                [parse_size(size) for size in memory_sizes],
-                reclaim=memory.seaweed_vacuum(server.master_port),
-            )
+            results: list[Result] = []
+            if "transfers" in args.only:
+                results += bench_transfers(target, args.sizes, args.repeat)
+            if "links" in args.only:
+                results += links.run(target, repeat=args.repeat)
+            if "schemas" in args.only:
+                results += schemas.run(target, repeat=args.repeat)
+            peaks = bench_rss(target, max(args.sizes)) if "rss" in args.only else {}
+            memory_table = ""
+            if "memory" in args.only:
+                memory_sizes = QUICK_MEMORY_SIZES if args.quick else FULL_MEMORY_SIZES
+                memory_table = memory.run(
+                    target,
+                    [parse_size(size) for size in memory_sizes],
+                    reclaim=memory.seaweed_vacuum(server.master_port),
+                )
         finally:
             server.kill()  # throw-away data: skip SeaweedFS's ~15 s graceful stop
     print(
@@ -229,11 +243,12 @@ def main(argv: list[str] | None = None) -> int:
         f"{platform.python_version()}, boto3 {boto3.__version__}; sizes "
         f"{', '.join(size_label(s) for s in args.sizes)}; median of {args.repeat} round(s)\n"
     )
-    print(format_table(results))
-    print()
-    print(format_rss(peaks, max(args.sizes)))
-    print()
-    print(memory_table)
+    if results:
+        print(format_table(results))
+    if peaks:
+        print("\n" + format_rss(peaks, max(args.sizes)))
+    if memory_table:
+        print("\n" + memory_table)
     failed = [r for r in results if r.note and r.note.startswith("error")]
     return 1 if failed else 0
 
