@@ -130,7 +130,10 @@ def timed_rounds(
     return [results[c.name] for c in contenders]
 
 
-def bench_transfers(target: Target, sizes: list[int], repeat: int) -> list[Result]:
+def bench_transfers(
+    target: Target, sizes: list[int], repeat: int, reclaim: Callable[[], None]
+) -> list[Result]:
+    """Upload and download rounds per size; ``reclaim`` compacts the server after each."""
     contenders = all_contenders(target)
     uploaders = [c for c in contenders if "upload" in c.directions]
     downloaders = [c for c in contenders if "download" in c.directions]
@@ -164,6 +167,7 @@ def bench_transfers(target: Target, sizes: list[int], repeat: int) -> list[Resul
         )
         store.delete(BUCKET, key)
         source.unlink()
+        reclaim()
     return results
 
 
@@ -222,7 +226,9 @@ def main(argv: list[str] | None = None) -> int:
             our_store(target).create_bucket(BUCKET)
             results: list[Result] = []
             if "transfers" in args.only:
-                results += bench_transfers(target, args.sizes, args.repeat)
+                results += bench_transfers(
+                    target, args.sizes, args.repeat, memory.seaweed_vacuum(server.master_port)
+                )
             if "links" in args.only:
                 results += links.run(target, repeat=args.repeat)
             if "schemas" in args.only:
