@@ -18,6 +18,7 @@ import boto3
 from boto3.s3.transfer import TransferConfig
 from botocore.config import Config
 
+from dual_storage_app._ranged_download import download_into
 from dual_storage_app.client import DualStorageClient
 from dual_storage_app.store import Store
 
@@ -26,6 +27,7 @@ if TYPE_CHECKING:
 
 MiB = 1024 * 1024
 OURS = "ours"
+DIAGNOSTIC = "(diagnostic)"  # rows that explain a figure; no goal is judged on them
 NOT_INSTALLED = "n/a (not installed)"
 
 
@@ -124,6 +126,29 @@ class Ours(Contender):
 
     def download(self, key: str, dest: Path) -> None:
         self.store.download(self.bucket, key, dest)
+
+
+class OursWithoutHash(Contender):
+    """Our download engine (parallel ranged GETs, ``pwrite``) with no SHA-256 and no
+    verification: not a way to use the app, but the measure of what integrity costs."""
+
+    name = f"{OURS} without SHA-256 {DIAGNOSTIC}"
+    directions = ("download",)
+
+    def __init__(self, target: Target) -> None:
+        self.bucket = target.bucket
+        self.store = our_store(target)
+
+    def prepare_download(self, source: Path, key: str) -> None:
+        if not self.store.exists(self.bucket, key):  # the warm-up's key, not the rounds'
+            self.store.upload_file(self.bucket, key, source)
+
+    def download(self, key: str, dest: Path) -> None:
+        fd = os.open(dest, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        try:
+            download_into(self.store.client, self.bucket, key, fd)
+        finally:
+            os.close(fd)
 
 
 class RawBoto3(Contender):
@@ -227,6 +252,7 @@ def all_contenders(target: Target) -> list[Contender]:
         Ours(target),
         OursFileFieldSave(target),
         OursDownloadCommand(target),
+        OursWithoutHash(target),
         RawBoto3(target, "boto3 default", TransferConfig()),
         RawBoto3(
             target,

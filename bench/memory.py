@@ -193,25 +193,13 @@ def mib(kib: int) -> str:
     return f"{kib / 1024:.1f}"
 
 
-def format_section(
-    results: dict[str, dict[int, Peak | str]], sizes: list[int], elapsed: float
-) -> str:
-    """The table (MiB), growth from the smallest to the largest size, and a verdict."""
+def path_rows(
+    results: dict[str, dict[int, Peak | str]], sizes: list[int]
+) -> tuple[list[list[str]], list[str]]:
+    """One row per moving path (label, a cell per size, growth, verdict), and the errors."""
     first, last = min(sizes), max(sizes)
-    header = [
-        "path",
-        *(size_label(s) for s in sizes),
-        f"growth {size_label(first)} -> {size_label(last)}",
-        "verdict",
-    ]
     rows: list[list[str]] = []
     errors: list[str] = []
-    baseline = results["baseline"].get(0)
-    rows.append(
-        [PATHS["baseline"], *([mib(baseline.peak_kib)] if isinstance(baseline, Peak) else ["?"])]
-    )
-    if isinstance(baseline, str):
-        errors.append(f"baseline: {baseline}")
     for path, label in list(PATHS.items())[1:]:
         cells: list[str] = []
         peaks: dict[int, Peak] = {}
@@ -239,6 +227,28 @@ def format_section(
         else:
             verdict = "PASS"
         rows.append([label, *cells, growth, verdict])
+    return rows, errors
+
+
+def format_section(
+    results: dict[str, dict[int, Peak | str]], sizes: list[int], elapsed: float
+) -> str:
+    """The table (MiB), growth from the smallest to the largest size, and a verdict."""
+    first, last = min(sizes), max(sizes)
+    header = [
+        "path",
+        *(size_label(s) for s in sizes),
+        f"growth {size_label(first)} -> {size_label(last)}",
+        "verdict",
+    ]
+    rows, errors = path_rows(results, sizes)
+    baseline = results["baseline"].get(0)
+    rows.insert(
+        0,
+        [PATHS["baseline"], *([mib(baseline.peak_kib)] if isinstance(baseline, Peak) else ["?"])],
+    )
+    if isinstance(baseline, str):
+        errors.insert(0, f"baseline: {baseline}")
     width = len(header)
     rows = [row + [""] * (width - len(row)) for row in rows]
     widths = [max(len(row[i]) for row in [header, *rows]) for i in range(width)]
@@ -271,9 +281,14 @@ def format_section(
     return "\n".join(lines + [f"  {e}" for e in errors])
 
 
-def run(target: Target, sizes: list[int], reclaim: Callable[[], None] = lambda: None) -> str:
-    """Measure every path at every size; the printable section. ``reclaim`` runs after
-    each size: pass ``seaweed_vacuum(server.master_port)`` to give the disk back."""
+def run(
+    target: Target, sizes: list[int], reclaim: Callable[[], None] = lambda: None
+) -> tuple[str, list[str]]:
+    """Measure every path at every size: the printable section, and the labels of the
+    paths whose verdict is not PASS. ``reclaim`` runs after each size: pass
+    ``seaweed_vacuum(server.master_port)`` to give the disk back."""
     started = time.perf_counter()
     results = measure(target, sorted(sizes), reclaim)
-    return format_section(results, sorted(sizes), time.perf_counter() - started)
+    text = format_section(results, sorted(sizes), time.perf_counter() - started)
+    failures = [row[0] for row in path_rows(results, sorted(sizes))[0] if row[-1] != "PASS"]
+    return text, failures

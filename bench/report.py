@@ -6,10 +6,12 @@ our rate / best peer rate): 1.00 ties the fastest non-ours contender, above 1 le
 
 from __future__ import annotations
 
+import os
 import statistics
 from dataclasses import dataclass, field
 
 from .contenders import OURS
+from .cpu import CpuSample
 
 MB = 1_000_000
 RATIO_HEADER = "vs best peer"
@@ -25,6 +27,7 @@ class Result:
     seconds: list[float] = field(default_factory=list)
     note: str | None = None  # "n/a (not installed)", or the error that stopped it
     per_run: int = 0  # items per run, for rate benchmarks (presigns)
+    cpu: list[CpuSample] = field(default_factory=list)  # per timed run, when measured
 
     @property
     def median(self) -> float | None:
@@ -37,6 +40,16 @@ class Result:
         if median is None or median <= 0:
             return None
         return (self.per_run or self.size / MB) / median
+
+    def cpu_cells(self) -> list[str]:
+        """Median client and server CPU seconds, and their share of all cores' time."""
+        median = self.median
+        if not self.cpu or median is None:
+            return ["", "", ""]
+        client = statistics.median(sample.client for sample in self.cpu)
+        server = statistics.median(sample.server for sample in self.cpu)
+        busy = (client + server) / ((os.cpu_count() or 1) * median)
+        return [f"{client:.2f}", f"{server:.2f}", f"{busy:.0%}"]
 
 
 def size_label(size: int) -> str:
@@ -67,7 +80,17 @@ def best_peer_speed(group: list[Result]) -> float | None:
 
 def format_table(results: list[Result]) -> str:
     """A plain-text table, one row per (operation, size, contender), in run order."""
-    header = ["operation", "size", "contender", "median s", "MB/s | ops/s", RATIO_HEADER]
+    header = [
+        "operation",
+        "size",
+        "contender",
+        "median s",
+        "MB/s or ops/s",
+        RATIO_HEADER,
+        "client CPU s",
+        "server CPU s",
+        "CPU busy",
+    ]
     rows: list[list[str]] = []
     groups: dict[tuple[str, int], list[Result]] = {}
     for result in results:
@@ -77,13 +100,14 @@ def format_table(results: list[Result]) -> str:
         for result in group:
             speed = result.speed
             if result.note is not None or speed is None:
-                numbers = [result.note or "n/a", "", ""]
+                numbers = [result.note or "n/a", "", "", "", "", ""]
             else:
                 unit = "/s" if result.per_run else ""
                 ratio = f"{speed / best:.2f}x" if best else "-"
                 if result.contender != OURS and best and speed == best:
                     ratio += " (best)"
                 numbers = [f"{result.median:.3f}", f"{speed:,.0f}{unit}", ratio]
+                numbers += result.cpu_cells()
             rows.append([operation, size_label(size), result.contender, *numbers])
     widths = [max(len(row[i]) for row in [header, *rows]) for i in range(len(header))]
 

@@ -2,8 +2,10 @@
 
 Starts SeaweedFS on free loopback ports in a temp dir, creates a bucket, writes a test
 file of each size, then times upload and download for every contender (median of
-``--repeat`` rounds, the contenders' order rotated each round to cancel drift), presigns
-for 1,000 keys, and peak RSS of upload + download in a child. Nothing leaves 127.0.0.1.
+``--repeat`` rounds, the contenders' order rotated each round to cancel drift, with the
+CPU seconds each run cost the bench and the server), presigns for 1,000 keys, reads a
+10 KB schema 1,000 times, measures the peak RSS of every path, and ends with a verdict
+on each of issue 5's goals. Nothing leaves 127.0.0.1.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ import boto3
 
 from dual_storage_app.localserver import LocalS3Server, free_port_pair
 
-from . import links, memory, schemas
+from . import goals, links, memory, schemas
 from .contenders import (
     OURS,
     Contender,
@@ -32,6 +34,8 @@ from .contenders import (
     our_store,
     warm_up,
 )
+from .cpu import CpuMeter
+from .memory import write_test_file
 from .report import Result, format_rss, format_table, parse_size, size_label
 
 REPO = Path(__file__).resolve().parent.parent
@@ -82,18 +86,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     args = parser.parse_args(argv)
     args.sizes = [parse_size(s) for s in args.sizes or (QUICK_SIZES if args.quick else FULL_SIZES)]
-    args.repeat = max(1, args.repeat or (1 if args.quick else 3))
+    args.repeat = max(1, args.repeat or (1 if args.quick else 5))
     return args
-
-
-def write_test_file(path: Path, size: int) -> None:
-    """Incompressible bytes, written in 8 MiB blocks."""
-    block = os.urandom(8 * 1024 * 1024)
-    with path.open("wb") as out:
-        remaining = size
-        while remaining > 0:
-            out.write(block[: min(len(block), remaining)])
-            remaining -= len(block)
 
 
 def slug(name: str) -> str:
@@ -106,10 +100,12 @@ def timed_rounds(
     contenders: list[Contender],
     repeat: int,
     step: Callable[[Contender], None],
-    cleanup: Callable[[Contender], None] = lambda contender: None,
+    cleanup: Callable[[Contender], None],
+    meter: CpuMeter,
 ) -> list[Result]:
-    """Run ``step`` for each contender ``repeat`` times, rotating the order each round;
-    ``cleanup`` runs untimed after each step."""
+    """Run ``step`` for each contender ``repeat`` times, rotating the order each round,
+    with the CPU seconds each run cost the bench and the server; ``cleanup`` runs
+    untimed after each step."""
     results = {c.name: Result(operation, size, c.name, note=c.missing) for c in contenders}
     runnable = [c for c in contenders if c.missing is None]
     for round_number in range(repeat):
@@ -118,6 +114,7 @@ def timed_rounds(
             result = results[contender.name]
             if result.note is not None:
                 continue
+            cpu_before = meter.sample()
             start = time.perf_counter()
             try:
                 step(contender)
@@ -125,13 +122,18 @@ def timed_rounds(
                 result.note = f"error: {type(exc).__name__}: {exc}"[:120]
             else:
                 result.seconds.append(time.perf_counter() - start)
+                result.cpu.append(meter.spent(cpu_before, meter.sample()))
             finally:
                 cleanup(contender)
     return [results[c.name] for c in contenders]
 
 
 def bench_transfers(
-    target: Target, sizes: list[int], repeat: int, reclaim: Callable[[], None]
+    target: Target,
+    sizes: list[int],
+    repeat: int,
+    reclaim: Callable[[], None],
+    meter: CpuMeter,
 ) -> list[Result]:
     """Upload and download rounds per size; ``reclaim`` compacts the server after each."""
     contenders = all_contenders(target)
@@ -157,13 +159,19 @@ def bench_transfers(
         def download(c: Contender, key: str = key) -> None:
             c.download(key, dest)
 
-        results += timed_rounds("upload", size, uploaders, repeat, upload, after_upload)
+        results += timed_rounds("upload", size, uploaders, repeat, upload, after_upload, meter)
         ours.upload(source, key)  # ours, so it carries the SHA-256 our download verifies
         for contender in downloaders:
             if contender.missing is None:
                 contender.prepare_download(source, key)
         results += timed_rounds(
-            "download", size, downloaders, repeat, download, lambda c: dest.unlink(missing_ok=True)
+            "download",
+            size,
+            downloaders,
+            repeat,
+            download,
+            lambda c: dest.unlink(missing_ok=True),
+            meter,
         )
         store.delete(BUCKET, key)
         source.unlink()
@@ -206,6 +214,23 @@ def bench_rss(target: Target, size: int) -> dict[str, int | str]:
         source.unlink()
 
 
+def machine_summary() -> str:
+    """CPU count and model, memory, and the kernel: what the figures were measured on."""
+    cpuinfo = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").exists() else ""
+    model = next(
+        (line.split(":", 1)[1].strip() for line in cpuinfo.splitlines() if "model name" in line),
+        platform.processor() or "unknown CPU",
+    )
+    memory_kib = 0
+    if Path("/proc/meminfo").exists():
+        first = Path("/proc/meminfo").read_text().splitlines()[0]  # "MemTotal: 123 kB"
+        memory_kib = int(first.split()[1])
+    return (
+        f"{os.cpu_count()} CPUs ({model}), {memory_kib / 1024**2:.0f} GiB RAM, "
+        f"Linux {platform.release()}"
+    )
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     with tempfile.TemporaryDirectory(prefix="dual-storage-bench-", dir=args.workdir) as tmp:
@@ -227,17 +252,21 @@ def main(argv: list[str] | None = None) -> int:
             results: list[Result] = []
             if "transfers" in args.only:
                 results += bench_transfers(
-                    target, args.sizes, args.repeat, memory.seaweed_vacuum(server.master_port)
+                    target,
+                    args.sizes,
+                    args.repeat,
+                    memory.seaweed_vacuum(server.master_port),
+                    CpuMeter(server.process.pid if server.process else None),
                 )
             if "links" in args.only:
                 results += links.run(target, repeat=args.repeat)
             if "schemas" in args.only:
                 results += schemas.run(target, repeat=args.repeat)
             peaks = bench_rss(target, max(args.sizes)) if "rss" in args.only else {}
-            memory_table = ""
+            memory_table, memory_failures = "", None
+            memory_sizes = QUICK_MEMORY_SIZES if args.quick else FULL_MEMORY_SIZES
             if "memory" in args.only:
-                memory_sizes = QUICK_MEMORY_SIZES if args.quick else FULL_MEMORY_SIZES
-                memory_table = memory.run(
+                memory_table, memory_failures = memory.run(
                     target,
                     [parse_size(size) for size in memory_sizes],
                     reclaim=memory.seaweed_vacuum(server.master_port),
@@ -245,7 +274,7 @@ def main(argv: list[str] | None = None) -> int:
         finally:
             server.kill()  # throw-away data: skip SeaweedFS's ~15 s graceful stop
     print(
-        f"\n{os.cpu_count()} CPUs, {platform.python_implementation()} "
+        f"\n{machine_summary()}; {platform.python_implementation()} "
         f"{platform.python_version()}, boto3 {boto3.__version__}; sizes "
         f"{', '.join(size_label(s) for s in args.sizes)}; median of {args.repeat} round(s)\n"
     )
@@ -255,6 +284,8 @@ def main(argv: list[str] | None = None) -> int:
         print("\n" + format_rss(peaks, max(args.sizes)))
     if memory_table:
         print("\n" + memory_table)
+    verdicts = goals.judge(results, memory_failures, ", ".join(memory_sizes))
+    print("\n" + goals.format_goals(verdicts))
     failed = [r for r in results if r.note and r.note.startswith("error")]
     return 1 if failed else 0
 

@@ -24,10 +24,33 @@ from botocore.exceptions import ClientError
 from s3transfer.exceptions import RetriesExceededError
 from s3transfer.utils import S3_RETRYABLE_DOWNLOAD_ERRORS
 
+from .transfer import DOWNLOAD_ATTEMPTS, DOWNLOAD_PART_SIZE, DOWNLOAD_THREADS
+
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
 
 READ_SIZE = 1024 * 1024
+
+
+def download_into(
+    client: S3Client,
+    bucket: str,
+    key: str,
+    fd: int,
+    on_progress: Callable[[int], None] = lambda _end: None,
+) -> int:
+    """Download ``bucket/key`` into ``fd`` with the transfer policy's part size, threads
+    and attempts; return the object's size."""
+    return RangedDownload(
+        client,
+        bucket,
+        key,
+        fd,
+        part_size=DOWNLOAD_PART_SIZE,
+        threads=DOWNLOAD_THREADS,
+        attempts=DOWNLOAD_ATTEMPTS,
+        on_progress=on_progress,
+    ).run()
 
 
 class RangedDownload:

@@ -22,7 +22,7 @@ from ._errors import describe, translated
 from ._etags import ETagRecorder
 from ._parallel_hash import PrefixHasher
 from ._presign import Presigner
-from ._ranged_download import RangedDownload
+from ._ranged_download import download_into
 from ._streams import (
     HashingReader,
     HashingWriter,
@@ -38,9 +38,6 @@ from .exceptions import IntegrityError, InvalidArgument, NoPublicURL, ObjectNotF
 from .keys import validate_key, validate_prefix
 from .objects import ObjectInfo, TransferResult
 from .transfer import (
-    DOWNLOAD_ATTEMPTS,
-    DOWNLOAD_PART_SIZE,
-    DOWNLOAD_THREADS,
     guess_content_type,
     progress_callback,
     transfer_config,
@@ -258,16 +255,7 @@ class Store:
         fd = sink.fileno()
         hasher = PrefixHasher(fd)
         try:
-            size = RangedDownload(
-                self.client,
-                bucket,
-                key,
-                fd,
-                part_size=DOWNLOAD_PART_SIZE,
-                threads=DOWNLOAD_THREADS,
-                attempts=DOWNLOAD_ATTEMPTS,
-                on_progress=hasher.advance,
-            ).run()
+            size = download_into(self.client, bucket, key, fd, on_progress=hasher.advance)
         except BaseException:
             hasher.abandon()
             raise

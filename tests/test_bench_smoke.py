@@ -17,8 +17,9 @@ REPO = Path(__file__).resolve().parent.parent
 PEERS = ("boto3 default", "boto3 tuned", "s5cmd", "rclone", "aws s3 cp")
 CONTENDERS = {
     "upload": ("ours", "ours FileField save", *PEERS),
-    "download": ("ours", "ours download command", *PEERS),
+    "download": ("ours", "ours download command", *PEERS, "ours without SHA-256 (diagnostic)"),
 }
+GOALS = ("upload >= 0.95x", "download >= 0.95x", "presign >= 20,000/s", "get_schema", "peak RSS")
 
 
 def test_quick_bench_prints_every_contender_with_a_ratio() -> None:
@@ -62,3 +63,11 @@ def test_quick_bench_prints_every_contender_with_a_ratio() -> None:
         assert row.rstrip().endswith("PASS"), row  # under 150 MB at the quick sizes
     assert "peak RSS ours:" in done.stdout
     assert "MiB" in next(line for line in lines if "peak RSS ours:" in line)
+    transfer = next(row for row in rows if row[:3] == ["download", "40 MiB", "ours"])
+    client_cpu, server_cpu, busy = transfer[6:9]
+    assert float(client_cpu) > 0 and float(server_cpu) > 0 and busy.endswith("%"), transfer
+    verdicts = [line.strip() for line in lines if line.startswith("  [")]
+    for goal in GOALS:  # every goal judged (met or missed), none "not run"
+        verdict = next(line for line in verdicts if goal in line)
+        assert verdict.startswith(("[MET]", "[MISSED]")), verdict
+    assert next(line for line in verdicts if "peak RSS" in line).startswith("[MET]")

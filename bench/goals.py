@@ -1,0 +1,109 @@
+"""Issue 5's goals, judged on one run's results: a line per goal, met or missed.
+
+Each goal names the rows it is judged on; a goal with none of its rows in the run (a
+section left out with ``--only``) is "not run". Diagnostic rows never count.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from .contenders import DIAGNOSTIC, OURS
+from .links import OPERATION as PRESIGN
+from .report import Result, best_peer_speed, size_label
+from .schemas import OPERATION as SCHEMA
+
+TRANSFER_RATIO = 0.95
+SCHEMA_RATIO = 20.0
+PRESIGNS_PER_SECOND = 20_000
+RAW_PRESIGN = "boto3 generate_presigned_url"
+RAW_GET = "boto3 get_object"
+
+
+@dataclass(frozen=True)
+class Verdict:
+    goal: str
+    figure: str
+    met: bool | None  # None: not run
+
+
+def _ours(group: list[Result]) -> list[Result]:
+    return [
+        r
+        for r in group
+        if r.contender.startswith(OURS) and DIAGNOSTIC not in r.contender and r.speed is not None
+    ]
+
+
+def _groups(results: list[Result], operation: str) -> dict[int, list[Result]]:
+    groups: dict[int, list[Result]] = {}
+    for result in results:
+        if result.operation == operation:
+            groups.setdefault(result.size, []).append(result)
+    return groups
+
+
+def _transfer(results: list[Result], operation: str) -> Verdict:
+    goal = f"{operation} >= {TRANSFER_RATIO:.2f}x the fastest peer (every size, every path)"
+    figures, met = [], True
+    for size, group in _groups(results, operation).items():
+        best = best_peer_speed(group)
+        for row in _ours(group):
+            ratio = (row.speed or 0) / best if best else 0.0
+            figures.append(f"{row.contender} {size_label(size)} {ratio:.2f}x")
+            met = met and ratio >= TRANSFER_RATIO
+    return Verdict(goal, "; ".join(figures) or "-", met if figures else None)
+
+
+def _rate(
+    results: list[Result], operation: str, goal: str, judge: Callable[[Result, float], bool]
+) -> Verdict:
+    """``judge(our_row, raw_peer_speed)`` for every row of ours in ``operation``."""
+    group = _groups(results, operation).get(0, [])
+    raw = next((r.speed for r in group if r.contender in (RAW_PRESIGN, RAW_GET)), None)
+    ours = _ours(group)
+    if not ours or raw is None:
+        return Verdict(goal, "-", None)
+    figures = [f"{r.contender} {r.speed:,.0f}/s = {(r.speed or 0) / raw:.1f}x raw" for r in ours]
+    return Verdict(goal, "; ".join(figures), all(judge(r, raw) for r in ours))
+
+
+def judge(
+    results: list[Result], memory_failures: list[str] | None, memory_sizes: str = ""
+) -> list[Verdict]:
+    """Every goal; ``memory_failures`` lists the memory paths that did not pass at
+    ``memory_sizes`` (None: the memory section did not run)."""
+    verdicts = [_transfer(results, "upload"), _transfer(results, "download")]
+    verdicts.append(
+        _rate(
+            results,
+            PRESIGN,
+            f"presign >= {PRESIGNS_PER_SECOND:,}/s and no slower than raw boto3",
+            lambda r, raw: (r.speed or 0) >= max(PRESIGNS_PER_SECOND, raw),
+        )
+    )
+    verdicts.append(
+        _rate(
+            results,
+            SCHEMA,
+            f"get_schema (default cache) >= {SCHEMA_RATIO:.0f}x a raw GET",
+            lambda r, raw: r.contender != OURS or (r.speed or 0) >= SCHEMA_RATIO * raw,
+        )
+    )
+    memory_goal = "peak RSS under 150 MB and flat, every path"
+    if memory_failures is None:
+        verdicts.append(Verdict(memory_goal, "-", None))
+    else:
+        failed = ", ".join(memory_failures)
+        figure = f"{memory_sizes}: " + ("every path PASS" if not memory_failures else failed)
+        verdicts.append(Verdict(memory_goal, figure, not memory_failures))
+    return verdicts
+
+
+def format_goals(verdicts: list[Verdict]) -> str:
+    marks = {True: "MET", False: "MISSED", None: "not run"}
+    lines = ["Goals:"]
+    for verdict in verdicts:
+        lines.append(f"  [{marks[verdict.met]}] {verdict.goal}: {verdict.figure}")
+    return "\n".join(lines)

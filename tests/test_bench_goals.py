@@ -1,0 +1,78 @@
+"""bench.goals judges issue 5's goals from a run's rows: met, missed, or not run."""
+
+from __future__ import annotations
+
+from bench.goals import judge
+from bench.links import OPERATION as PRESIGN
+from bench.report import MB, Result
+from bench.schemas import OPERATION as SCHEMA
+
+SIZE = 500 * MB
+
+
+def transfer(operation: str, contender: str, seconds: float) -> Result:
+    return Result(operation, SIZE, contender, seconds=[seconds])
+
+
+def rate(operation: str, contender: str, per_second: float) -> Result:
+    return Result(operation, 0, contender, seconds=[1000 / per_second], per_run=1000)
+
+
+def verdicts(results: list[Result], memory: list[str] | None = None) -> dict[str, bool | None]:
+    return {v.goal.split(" ")[0]: v.met for v in judge(results, memory, "256MiB")}
+
+
+def test_a_transfer_goal_is_judged_on_every_path_of_ours_against_the_fastest_peer() -> None:
+    rows = [
+        transfer("upload", "ours", 1.0),
+        transfer("upload", "ours FileField save", 1.04),  # 0.96x the peer
+        transfer("upload", "s5cmd", 1.0),
+        transfer("upload", "boto3 default", 2.0),
+        transfer("download", "ours", 1.0),
+        transfer("download", "ours download command", 1.2),  # 0.83x
+        transfer("download", "s5cmd", 1.0),
+    ]
+    judged = verdicts(rows)
+    assert judged["upload"] is True
+    assert judged["download"] is False
+
+
+def test_diagnostic_rows_never_count() -> None:
+    rows = [
+        transfer("download", "ours", 2.0),
+        transfer("download", "ours without SHA-256 (diagnostic)", 1.0),
+        transfer("download", "s5cmd", 1.0),
+    ]
+    (download,) = [v for v in judge(rows, None) if v.goal.startswith("download")]
+    assert download.met is False and "diagnostic" not in download.figure
+
+
+def test_rate_goals_need_the_floor_and_the_raw_peer() -> None:
+    fast = [rate(PRESIGN, "ours", 40_000), rate(PRESIGN, "boto3 generate_presigned_url", 5_000)]
+    slow = [rate(PRESIGN, "ours", 19_000), rate(PRESIGN, "boto3 generate_presigned_url", 5_000)]
+    behind_raw = [
+        rate(PRESIGN, "ours", 25_000),
+        rate(PRESIGN, "boto3 generate_presigned_url", 30_000),
+    ]
+    assert verdicts(fast)["presign"] is True
+    assert verdicts(slow)["presign"] is False
+    assert verdicts(behind_raw)["presign"] is False
+
+
+def test_the_schema_goal_is_the_default_cache_against_a_raw_get() -> None:
+    rows = [
+        rate(SCHEMA, "ours", 10_000),
+        rate(SCHEMA, "ours (revalidate every read)", 400),  # not held to 20x
+        rate(SCHEMA, "boto3 get_object", 300),
+    ]
+    assert verdicts(rows)["get_schema"] is True
+    rows[0] = rate(SCHEMA, "ours", 5_000)  # 16.7x
+    assert verdicts(rows)["get_schema"] is False
+
+
+def test_sections_left_out_are_not_run_and_memory_failures_are_named() -> None:
+    judged = verdicts([], memory=None)
+    assert set(judged.values()) == {None}
+    (memory,) = [v for v in judge([], ["admin: add-form POST"], "2GiB") if "RSS" in v.goal]
+    assert memory.met is False and "admin: add-form POST" in memory.figure
+    assert verdicts([], memory=[])["peak"] is True
