@@ -8,8 +8,10 @@ of the cores, every contender waits on the server.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import resource
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -61,3 +63,14 @@ class CpuMeter:
     @staticmethod
     def spent(before: CpuSample, after: CpuSample) -> CpuSample:
         return CpuSample(after.client - before.client, after.server - before.server)
+
+
+def sha256_rate(megabytes: int = 256) -> float:
+    """MB/s of hashlib's SHA-256 on one core, over ``megabytes`` of data held in memory:
+    the most any path that hashes what it moves can move per core it gives the hash."""
+    block = os.urandom(1_000_000)
+    digest = hashlib.sha256()
+    start = time.perf_counter()
+    for _ in range(megabytes):
+        digest.update(block)
+    return megabytes / (time.perf_counter() - start)

@@ -10,39 +10,23 @@ not thread-safe).
 from __future__ import annotations
 
 import builtins
-import os
 import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO
 
-from . import _integrity
+from . import _integrity, _uploads
 from ._clients import make_client
-from ._errors import describe, translated
+from ._downloads import download_to_descriptor, download_to_stream
+from ._errors import translated
 from ._etags import ETagRecorder
-from ._parallel_hash import PrefixHasher
 from ._presign import Presigner
-from ._ranged_download import download_into
-from ._streams import (
-    HashingReader,
-    HashingWriter,
-    LocalFile,
-    Readable,
-    atomic_destination,
-    has_descriptor,
-    local_file,
-    source_size,
-)
+from ._streams import Readable, atomic_destination, has_descriptor, local_file
 from .conf import StoreConfig
-from .exceptions import IntegrityError, InvalidArgument, NoPublicURL, ObjectNotFound
+from .exceptions import InvalidArgument, NoPublicURL, ObjectNotFound
 from .keys import validate_key, validate_prefix
 from .objects import ObjectInfo, TransferResult
-from .transfer import (
-    guess_content_type,
-    progress_callback,
-    transfer_config,
-    validate_expiry,
-)
+from .transfer import guess_content_type, validate_expiry
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
@@ -58,7 +42,6 @@ class Store:
         self._client: S3Client | None = None
         self._presign_client: S3Client | None = None
         self._links: Presigner | None = None
-        self._transfer_config = transfer_config()
         self._etag_recorder: ETagRecorder | None = None
 
     def __repr__(self) -> str:
@@ -135,9 +118,9 @@ class Store:
         local = local_file(source)
         with self._etags().waiting_for(bucket, key) as etag:
             if local is not None:
-                size, sha256 = self._upload_local_file(bucket, key, local, extra)
+                size, sha256 = _uploads.upload_local_file(self, bucket, key, local, extra)
             else:
-                size, sha256 = self._upload_stream(bucket, key, source, extra)
+                size, sha256 = _uploads.upload_stream(self, bucket, key, source, extra)
         _integrity.record(self, bucket, key, sha256)
         return TransferResult(
             self.name,
@@ -148,56 +131,6 @@ class Store:
             etag[0] if etag[0] is not None else self.head(bucket, key).etag,
             content_type,
         )
-
-    def _upload_stream(
-        self, bucket: str, key: str, source: Readable, extra: dict[str, str]
-    ) -> tuple[int, str]:
-        size = source_size(source)
-        reader = HashingReader(source)
-        with translated(self.config, "upload", bucket, key):
-            self.client.upload_fileobj(
-                reader,  # type: ignore[arg-type]
-                bucket,
-                key,
-                ExtraArgs=extra,
-                Config=self._transfer_config if size is None else transfer_config(size),
-                Callback=progress_callback(),
-            )
-        return reader.size, reader.sha256
-
-    def _upload_local_file(
-        self, bucket: str, key: str, local: LocalFile, extra: dict[str, str]
-    ) -> tuple[int, str]:
-        hasher = PrefixHasher(local.fd)
-        hasher.advance(local.size)
-        try:
-            with translated(self.config, "upload", bucket, key):
-                self.client.upload_file(
-                    local.path,
-                    bucket,
-                    key,
-                    ExtraArgs=extra,
-                    Config=transfer_config(local.size),
-                    Callback=progress_callback(),
-                )
-        except BaseException:
-            hasher.abandon()
-            raise
-        try:
-            sha256 = hasher.finish(local.size)
-        except OSError:
-            sha256 = ""  # the file shrank under us: reported as changed below
-        if not sha256 or local.changed():
-            self.delete(bucket, key)
-            raise IntegrityError(
-                f"{local.path!r} changed while it was uploaded to the "
-                f"{describe(self.config, bucket, key)}; the object was deleted. "
-                "Upload a file that is not being written to.",
-                store=self.name,
-                bucket=bucket,
-                key=key,
-            )
-        return local.size, sha256
 
     def upload_file(
         self, bucket: str, key: str, path: Path, *, content_type: str | None = None
@@ -242,37 +175,12 @@ class Store:
         expected = expected_sha256 or _integrity.recorded(self, bucket, key)
         with translated(self.config, "download", bucket, key):
             if has_descriptor(sink):
-                size, sha256 = self._download_to_descriptor(bucket, key, sink)
+                size, sha256 = download_to_descriptor(self.client, bucket, key, sink)
             else:
-                size, sha256 = self._download_to_stream(bucket, key, sink)
+                size, sha256 = download_to_stream(self.client, bucket, key, sink)
         result = TransferResult(self.name, bucket, key, size, sha256, "")
         _integrity.check(self, result, expected)
         return result
-
-    def _download_to_descriptor(self, bucket: str, key: str, sink: BinaryIO) -> tuple[int, str]:
-        """Parallel ranged GETs ``pwrite`` into the file; a thread hashes behind them."""
-        sink.flush()
-        fd = sink.fileno()
-        hasher = PrefixHasher(fd)
-        try:
-            size = download_into(self.client, bucket, key, fd, on_progress=hasher.advance)
-        except BaseException:
-            hasher.abandon()
-            raise
-        os.ftruncate(fd, size)  # a reused sink may have held more
-        sink.seek(size)
-        return size, hasher.finish(size)
-
-    def _download_to_stream(self, bucket: str, key: str, sink: BinaryIO) -> tuple[int, str]:
-        """s3transfer into a seekable in-memory or spooled sink, hashed as it is written."""
-        writer = HashingWriter(sink)
-        self.client.download_fileobj(
-            bucket,
-            key,
-            writer,  # type: ignore[arg-type]
-            Config=self._transfer_config,
-        )
-        return writer.size, writer.sha256
 
     def get_bytes(self, bucket: str, key: str) -> bytes:
         """Read a small object whole (schemas); large objects go through :meth:`download`."""

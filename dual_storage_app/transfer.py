@@ -17,7 +17,7 @@ DEFAULT_CONTENT_TYPE = "application/octet-stream"
 
 
 PART_SIZE = 16 * MiB
-# Downloads into files (store._download_to_descriptor): ranged GETs of this size, this
+# Downloads into files (_downloads.download_to_descriptor): ranged GETs of this size, this
 # many at once, each resumed this many times if its stream breaks.
 DOWNLOAD_PART_SIZE = 16 * MiB
 DOWNLOAD_THREADS = 8

@@ -20,11 +20,11 @@ from django.core.management import CommandError, call_command
 from django.utils import timezone
 from pytest_django import Settings as SettingsWrapper
 
+from dual_storage_app import _uploads
 from dual_storage_app.client import DualStorageClient
 from dual_storage_app.localserver import LocalS3Server
 from dual_storage_app.management._progress import ProgressBar, human_size
 from dual_storage_app.models import ConfigSchema, Dataset, ModelWeight, TrainingCheckpoint
-from dual_storage_app.store import Store
 from tests.conftest import EXTERNAL_SECRET, INTERNAL_SECRET, real_settings
 from tests.http import fetch
 
@@ -217,7 +217,7 @@ def test_progress_bar_upload_still_goes_by_path(
     def no_stream_upload(*args: object, **kwargs: object) -> None:
         raise AssertionError("a file upload took the buffered stream path")
 
-    monkeypatch.setattr(Store, "_upload_stream", no_stream_upload)
+    monkeypatch.setattr(_uploads, "upload_stream", no_stream_upload)
     heard: list[int] = []
     real_advance = ProgressBar.advance
 
