@@ -1,10 +1,12 @@
 """SHA-256 of a file computed in a background thread, beside the transfer that moves it.
 
 Hashing in the transfer's own thread puts ~0.5 ms per MiB on its critical path. Here a
-:class:`PrefixHasher` thread reads the file back with ``os.pread`` (page cache, its own
-offset, no seek races) as far as the bytes are final, so on a multi-core machine the
-hash costs only the tail that is left when the transfer ends. Uploads of files announce
-the whole file at once; downloads announce each range as it completes in order.
+:class:`PrefixHasher` thread reads the file back with ``os.preadv`` into one reused
+buffer (page cache, its own offset, no seek races) as far as the bytes are final, so on
+a multi-core machine the hash costs only the tail that is left when the transfer ends.
+Uploads of files announce the whole file at once; downloads announce each range as it
+completes in order, and hold back new ranges while the hash lags
+(:meth:`PrefixHasher.hashed_past`).
 """
 
 from __future__ import annotations
@@ -13,23 +15,26 @@ import hashlib
 import os
 import threading
 
-_READ_SIZE = 4 * 1024 * 1024
+_READ_SIZE = 8 * 1024 * 1024  # one buffer per hasher; larger blocks wait less for the GIL
 
 
 def hash_fd(fd: int, size: int) -> str:
-    """SHA-256 of bytes ``[0, size)`` of ``fd``, read with ``pread``."""
+    """SHA-256 of bytes ``[0, size)`` of ``fd``, read with ``preadv``."""
     digest = hashlib.sha256()
-    _update(digest, fd, 0, size)
+    _update(digest, fd, 0, size, bytearray(_READ_SIZE))
     return digest.hexdigest()
 
 
-def _update(digest: hashlib._Hash, fd: int, start: int, end: int) -> None:
+def _update(digest: hashlib._Hash, fd: int, start: int, end: int, buffer: bytearray) -> None:
+    """Hash bytes ``[start, end)`` of ``fd``, read into ``buffer`` (reused: no allocation
+    and no fresh pages to fault in per block)."""
+    view = memoryview(buffer)
     while start < end:
-        block = os.pread(fd, min(_READ_SIZE, end - start), start)
-        if not block:
+        count = os.preadv(fd, [view[: min(len(view), end - start)]], start)
+        if not count:
             raise OSError(f"file ended at byte {start}, {end - start} bytes short of {end}")
-        digest.update(block)
-        start += len(block)
+        digest.update(view[:count])
+        start += count
 
 
 class PrefixHasher:
@@ -40,9 +45,12 @@ class PrefixHasher:
         self._digest = hashlib.sha256()
         self._ready = 0  # bytes [0, _ready) are final and may be hashed
         self._hashed = 0
+        self._buffer = bytearray(_READ_SIZE)
         self._stopping = False
         self._error: BaseException | None = None
-        self._changed = threading.Condition()
+        lock = threading.Lock()
+        self._changed = threading.Condition(lock)  # the hasher waits: _ready or _stopping
+        self._progressed = threading.Condition(lock)  # callers of hashed_past(): _hashed
         self._thread = threading.Thread(target=self._run, name="dual-storage-hash", daemon=True)
         self._thread.start()
 
@@ -52,6 +60,15 @@ class PrefixHasher:
             if ready > self._ready:
                 self._ready = ready
                 self._changed.notify()
+
+    def hashed_past(self, offset: int, timeout: float) -> bool:
+        """Wait up to ``timeout`` seconds for bytes ``[0, offset)`` to be hashed; True when
+        they are, or when waiting is pointless (the hasher stopped or failed)."""
+        with self._progressed:
+            return self._progressed.wait_for(
+                lambda: self._hashed >= offset or self._stopping or self._error is not None,
+                timeout,
+            )
 
     def finish(self, size: int) -> str:
         """Wait for the hash of bytes ``[0, size)`` and return it."""
@@ -71,6 +88,7 @@ class PrefixHasher:
         with self._changed:
             self._stopping = True
             self._changed.notify()
+            self._progressed.notify_all()
         self._thread.join()
 
     def _run(self) -> None:
@@ -79,10 +97,15 @@ class PrefixHasher:
                 with self._changed:
                     while self._hashed == self._ready and not self._stopping:
                         self._changed.wait()
-                    ready = self._ready
-                    if self._hashed == ready:  # stopping, and nothing left
+                    start, ready = self._hashed, self._ready
+                    if start == ready:  # stopping, and nothing left
                         return
-                _update(self._digest, self._fd, self._hashed, ready)
-                self._hashed = ready
+                end = min(ready, start + _READ_SIZE)
+                _update(self._digest, self._fd, start, end, self._buffer)
+                with self._changed:
+                    self._hashed = end
+                    self._progressed.notify_all()
         except BaseException as exc:  # reported by finish()
-            self._error = exc
+            with self._changed:
+                self._error = exc
+                self._progressed.notify_all()
