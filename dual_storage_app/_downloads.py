@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, BinaryIO
 from ._parallel_hash import PrefixHasher
 from ._ranged_download import download_into
 from ._streams import HashingWriter
-from .transfer import DOWNLOAD_HASH_LEAD, transfer_config
+from .transfer import transfer_config
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
@@ -20,23 +20,12 @@ if TYPE_CHECKING:
 def download_to_descriptor(
     client: S3Client, bucket: str, key: str, sink: BinaryIO
 ) -> tuple[int, str]:
-    """Parallel ranged GETs ``pwrite`` into the file; a thread hashes behind them, and
-    no range begins more than ``DOWNLOAD_HASH_LEAD`` bytes past what is hashed.
-
-    Without that hold the ranges take the CPU from the hasher (on two cores it hashed a
-    third of a GiB while the ranges landed, and the rest alone, one core idle, after).
-    """
+    """Parallel ranged GETs ``pwrite`` into the file; a thread hashes behind them."""
     sink.flush()
     fd = sink.fileno()
     hasher = PrefixHasher(fd)
-
-    def hash_caught_up(start: int, timeout: float) -> bool:
-        return hasher.hashed_past(start - DOWNLOAD_HASH_LEAD, timeout)
-
     try:
-        size = download_into(
-            client, bucket, key, fd, on_progress=hasher.advance, throttle=hash_caught_up
-        )
+        size = download_into(client, bucket, key, fd, on_progress=hasher.advance)
     except BaseException:
         hasher.abandon()
         raise

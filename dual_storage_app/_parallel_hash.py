@@ -5,8 +5,7 @@ Hashing in the transfer's own thread puts ~0.5 ms per MiB on its critical path. 
 buffer (page cache, its own offset, no seek races) as far as the bytes are final, so on
 a multi-core machine the hash costs only the tail that is left when the transfer ends.
 Uploads of files announce the whole file at once; downloads announce each range as it
-completes in order, and hold back new ranges while the hash lags
-(:meth:`PrefixHasher.hashed_past`).
+completes in order.
 """
 
 from __future__ import annotations
@@ -15,7 +14,7 @@ import hashlib
 import os
 import threading
 
-_READ_SIZE = 8 * 1024 * 1024  # one buffer per hasher; larger blocks wait less for the GIL
+_READ_SIZE = 4 * 1024 * 1024
 
 
 def hash_fd(fd: int, size: int) -> str:
@@ -48,9 +47,7 @@ class PrefixHasher:
         self._buffer = bytearray(_READ_SIZE)
         self._stopping = False
         self._error: BaseException | None = None
-        lock = threading.Lock()
-        self._changed = threading.Condition(lock)  # the hasher waits: _ready or _stopping
-        self._progressed = threading.Condition(lock)  # callers of hashed_past(): _hashed
+        self._changed = threading.Condition()
         self._thread = threading.Thread(target=self._run, name="dual-storage-hash", daemon=True)
         self._thread.start()
 
@@ -60,15 +57,6 @@ class PrefixHasher:
             if ready > self._ready:
                 self._ready = ready
                 self._changed.notify()
-
-    def hashed_past(self, offset: int, timeout: float) -> bool:
-        """Wait up to ``timeout`` seconds for bytes ``[0, offset)`` to be hashed; True when
-        they are, or when waiting is pointless (the hasher stopped or failed)."""
-        with self._progressed:
-            return self._progressed.wait_for(
-                lambda: self._hashed >= offset or self._stopping or self._error is not None,
-                timeout,
-            )
 
     def finish(self, size: int) -> str:
         """Wait for the hash of bytes ``[0, size)`` and return it."""
@@ -88,7 +76,6 @@ class PrefixHasher:
         with self._changed:
             self._stopping = True
             self._changed.notify()
-            self._progressed.notify_all()
         self._thread.join()
 
     def _run(self) -> None:
@@ -97,15 +84,10 @@ class PrefixHasher:
                 with self._changed:
                     while self._hashed == self._ready and not self._stopping:
                         self._changed.wait()
-                    start, ready = self._hashed, self._ready
-                    if start == ready:  # stopping, and nothing left
+                    ready = self._ready
+                    if self._hashed == ready:  # stopping, and nothing left
                         return
-                end = min(ready, start + _READ_SIZE)
-                _update(self._digest, self._fd, start, end, self._buffer)
-                with self._changed:
-                    self._hashed = end
-                    self._progressed.notify_all()
+                _update(self._digest, self._fd, self._hashed, ready, self._buffer)
+                self._hashed = ready
         except BaseException as exc:  # reported by finish()
-            with self._changed:
-                self._error = exc
-                self._progressed.notify_all()
+            self._error = exc

@@ -30,11 +30,6 @@ if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
 
 READ_SIZE = 1024 * 1024
-THROTTLE_POLL = 0.05  # seconds between looks at cancellation while a range is held back
-
-# ``throttle(start, timeout)``: may the range at ``start`` begin? It may wait up to
-# ``timeout`` seconds before answering False (asked again until True or cancelled).
-Throttle = Callable[[int, float], bool]
 
 
 def download_into(
@@ -43,7 +38,6 @@ def download_into(
     key: str,
     fd: int,
     on_progress: Callable[[int], None] = lambda _end: None,
-    throttle: Throttle | None = None,
 ) -> int:
     """Download ``bucket/key`` into ``fd`` with the transfer policy's part size, threads
     and attempts; return the object's size."""
@@ -56,15 +50,13 @@ def download_into(
         threads=DOWNLOAD_THREADS,
         attempts=DOWNLOAD_ATTEMPTS,
         on_progress=on_progress,
-        throttle=throttle,
     ).run()
 
 
 class RangedDownload:
     """Download ``bucket/key`` into ``fd`` with ``threads`` parallel ranged GETs of
     ``part_size`` bytes; ``on_progress(contiguous_end)`` hears how far the file is
-    complete from byte 0 (for a hasher that follows); ``throttle``, if given, is asked
-    before each range after the first begins (to keep a hasher from falling behind)."""
+    complete from byte 0 (for a hasher that follows)."""
 
     def __init__(
         self,
@@ -77,12 +69,10 @@ class RangedDownload:
         threads: int,
         attempts: int,
         on_progress: Callable[[int], None],
-        throttle: Throttle | None = None,
     ) -> None:
         self._client, self._bucket, self._key, self._fd = client, bucket, key, fd
         self._part_size, self._threads, self._attempts = part_size, threads, attempts
         self._on_progress = on_progress
-        self._throttle = throttle
         self._lock = threading.Lock()
         self._finished: dict[int, int] = {}  # part start -> end, beyond _contiguous
         self._contiguous = 0
@@ -135,9 +125,6 @@ class RangedDownload:
         )
 
     def _write_part(self, start: int, end: int, etag: str | None, response: Any = None) -> None:
-        if self._throttle is not None and response is None:
-            while not self._cancelled.is_set() and not self._throttle(start, THROTTLE_POLL):
-                pass
         position = start
         last_error: BaseException = RuntimeError("no attempt was made")
         for _ in range(self._attempts):

@@ -22,8 +22,6 @@ PART_SIZE = 16 * MiB
 DOWNLOAD_PART_SIZE = 16 * MiB
 DOWNLOAD_THREADS = 8
 DOWNLOAD_ATTEMPTS = 5
-# ... and no range begins more than this far ahead of the SHA-256 that follows them.
-DOWNLOAD_HASH_LEAD = 64 * MiB
 MAX_PARTS = 10_000
 # Parts a stream upload may buffer at once, whatever the part size. Files never buffer
 # parts (they go by path); with Django and boto3 loaded (~80 MiB) a stream upload then

@@ -6,7 +6,6 @@ import hashlib
 import io
 import os
 import threading
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +16,6 @@ from django.core.files.base import File
 from django.core.files.uploadedfile import SimpleUploadedFile, TemporaryUploadedFile
 from s3transfer.exceptions import RetriesExceededError
 
-from dual_storage_app import _downloads
 from dual_storage_app._etags import ETagRecorder
 from dual_storage_app._parallel_hash import PrefixHasher, hash_fd
 from dual_storage_app._ranged_download import RangedDownload
@@ -58,32 +56,6 @@ def test_prefix_hasher_can_be_abandoned_twice(tmp_path: Path) -> None:
         hasher.abandon()
         hasher.abandon()
     assert not any(t.name == "dual-storage-hash" for t in threading.enumerate())
-
-
-def test_hashed_past_waits_for_the_hash_and_never_outlives_the_hasher(tmp_path: Path) -> None:
-    data = os.urandom(20 * MiB)  # several of the hasher's 8 MiB blocks
-    path = tmp_path / "f"
-    path.write_bytes(data)
-    with path.open("rb") as source:
-        hasher = PrefixHasher(source.fileno())
-        assert hasher.hashed_past(0, timeout=0)  # nothing to wait for
-        assert not hasher.hashed_past(MiB, timeout=0.05)  # nothing announced yet
-        hasher.advance(12 * MiB)
-        assert hasher.hashed_past(12 * MiB, timeout=10)
-        assert not hasher.hashed_past(13 * MiB, timeout=0.05)
-        hasher.abandon()
-        assert hasher.hashed_past(20 * MiB, timeout=0)  # stopped: waiting is pointless
-
-
-def test_hashed_past_answers_after_the_hasher_fails(tmp_path: Path) -> None:
-    path = tmp_path / "short"
-    path.write_bytes(b"12345")
-    with path.open("rb") as source:
-        hasher = PrefixHasher(source.fileno())
-        hasher.advance(10)  # more than the file holds: the hasher thread fails
-        assert hasher.hashed_past(10, timeout=10)
-        with pytest.raises(OSError, match="short"):
-            hasher.finish(10)
 
 
 def test_hash_fd_matches_hashlib(tmp_path: Path) -> None:
@@ -141,12 +113,7 @@ class _ScriptedClient:
         }
 
 
-def _ranged(
-    client: _ScriptedClient,
-    path: Path,
-    attempts: int = 3,
-    throttle: Callable[[int, float], bool] | None = None,
-) -> tuple[int, list[int]]:
+def _ranged(client: _ScriptedClient, path: Path, attempts: int = 3) -> tuple[int, list[int]]:
     heard: list[int] = []
     with path.open("w+b") as sink:
         size = RangedDownload(
@@ -158,46 +125,8 @@ def _ranged(
             threads=4,
             attempts=attempts,
             on_progress=heard.append,
-            throttle=throttle,
         ).run()
     return size, heard
-
-
-def test_a_throttled_range_waits_until_the_throttle_lets_it_begin(tmp_path: Path) -> None:
-    """The throttle is asked before every range but the first (whose GET told the size),
-    and a range held back (False) is asked again, not skipped."""
-    data = os.urandom(4 * MiB)
-    client = _ScriptedClient(data)
-    asked: list[int] = []
-    refusals = {2 * MiB: 3}  # the third range is held back three times
-
-    def throttle(start: int, timeout: float) -> bool:
-        asked.append(start)
-        if refusals.get(start, 0):
-            refusals[start] -= 1
-            return False
-        return True
-
-    size, heard = _ranged(client, tmp_path / "f", throttle=throttle)
-    assert size == len(data) and (tmp_path / "f").read_bytes() == data
-    assert sorted(set(asked)) == [MiB, 2 * MiB, 3 * MiB]
-    assert asked.count(2 * MiB) == 4 and heard[-1] == len(data)
-
-
-def test_a_failed_download_releases_ranges_held_by_the_throttle(tmp_path: Path) -> None:
-    """A throttle that never lets go cannot hang a download whose other range failed."""
-    data = os.urandom(3 * MiB)
-    client = _ScriptedClient(data, cuts={MiB: 0, 2 * MiB: 0})
-    never = threading.Event()
-
-    def throttle(start: int, timeout: float) -> bool:
-        if start == 2 * MiB:
-            never.wait(timeout)
-            return False  # held back for ever
-        return True
-
-    with pytest.raises(RetriesExceededError):  # the range at 1 MiB breaks every time
-        _ranged(client, tmp_path / "f", attempts=1, throttle=throttle)
 
 
 def test_ranged_download_writes_every_part_and_reports_the_complete_prefix(
@@ -381,34 +310,3 @@ def test_an_empty_object_downloads_as_an_empty_verified_file(
     result = store.download(bucket, f"{unique_key}/empty.pth", tmp_path / "empty.pth")
     assert result.size == 0 == (tmp_path / "empty.pth").stat().st_size
     assert result.sha256 == uploaded.sha256 == hashlib.sha256(b"").hexdigest()
-
-
-@pytest.mark.real_s3
-def test_a_download_never_begins_a_range_further_ahead_of_the_hash_than_the_lead(
-    real_storage: DualStorageClient,
-    make_file: Any,
-    unique_key: str,
-    tmp_path: Path,
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    """Every range after the first begins only once the hash is within the lead of it."""
-    lead = 16 * MiB
-    monkeypatch.setattr(_downloads, "DOWNLOAD_HASH_LEAD", lead)
-    began: list[tuple[int, int]] = []  # (the hash's offset, where the range began)
-    real_hashed_past = PrefixHasher.hashed_past
-
-    def spy(hasher: PrefixHasher, offset: int, timeout: float) -> bool:
-        allowed = real_hashed_past(hasher, offset, timeout)
-        if allowed:
-            began.append((hasher._hashed, offset + lead))
-        return allowed
-
-    monkeypatch.setattr(PrefixHasher, "hashed_past", spy)
-    store, bucket = real_storage.locate("weights")
-    path = make_file("w.pth", 80 * MiB)
-    store.upload_file(bucket, f"{unique_key}/w.pth", path)
-    result = store.download(bucket, f"{unique_key}/w.pth", tmp_path / "w.pth")
-    assert result.sha256 == hashlib.sha256(path.read_bytes()).hexdigest()
-    starts = sorted(start for _, start in began)
-    assert starts == list(range(16 * MiB, 80 * MiB, 16 * MiB))  # DOWNLOAD_PART_SIZE apart
-    assert all(start - hashed <= lead for hashed, start in began), began
