@@ -231,9 +231,13 @@ def path_rows(
 
 
 def format_section(
-    results: dict[str, dict[int, Peak | str]], sizes: list[int], elapsed: float
+    results: dict[str, dict[int, Peak | str]],
+    sizes: list[int],
+    elapsed: float,
+    moving: tuple[list[list[str]], list[str]],
 ) -> str:
-    """The table (MiB), growth from the smallest to the largest size, and a verdict."""
+    """The table (MiB), growth from the smallest to the largest size, and a verdict;
+    ``moving`` is :func:`path_rows` of ``results``."""
     first, last = min(sizes), max(sizes)
     header = [
         "path",
@@ -241,7 +245,7 @@ def format_section(
         f"growth {size_label(first)} -> {size_label(last)}",
         "verdict",
     ]
-    rows, errors = path_rows(results, sizes)
+    rows, errors = list(moving[0]), list(moving[1])
     baseline = results["baseline"].get(0)
     rows.insert(
         0,
@@ -289,6 +293,6 @@ def run(
     ``seaweed_vacuum(server.master_port)`` to give the disk back."""
     started = time.perf_counter()
     results = measure(target, sorted(sizes), reclaim)
-    text = format_section(results, sorted(sizes), time.perf_counter() - started)
-    failures = [row[0] for row in path_rows(results, sorted(sizes))[0] if row[-1] != "PASS"]
-    return text, failures
+    moving = path_rows(results, sorted(sizes))
+    text = format_section(results, sorted(sizes), time.perf_counter() - started, moving)
+    return text, [row[0] for row in moving[0] if row[-1] != "PASS"]
