@@ -10,7 +10,6 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -18,9 +17,11 @@ import boto3
 from boto3.s3.transfer import TransferConfig
 from botocore.config import Config
 
-from dual_storage_app._ranged_download import download_into
 from dual_storage_app.client import DualStorageClient
 from dual_storage_app.store import Store
+from dual_storage_app.store.ranged_download import download_into
+
+from .target import Target
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
@@ -29,46 +30,6 @@ MiB = 1024 * 1024
 OURS = "ours"
 DIAGNOSTIC = "(diagnostic)"  # rows that explain a figure; no goal is judged on them
 NOT_INSTALLED = "n/a (not installed)"
-
-
-@dataclass(frozen=True)
-class Target:
-    """Where the bench's server is and how to reach it."""
-
-    endpoint_url: str
-    access_key: str
-    secret_key: str
-    bucket: str
-    workdir: Path
-    region: str = "us-east-1"
-
-    def overrides(self) -> dict[str, str | None]:
-        """Settings for ``DualStorageClient(overrides=...)``: both stores on this server."""
-        values: dict[str, str | None] = {}
-        for store in ("INTERNAL", "EXTERNAL"):
-            values[f"{store}_STORAGE_ENDPOINT"] = self.endpoint_url
-            values[f"{store}_STORAGE_ACCESS_KEY"] = self.access_key
-            values[f"{store}_STORAGE_SECRET_KEY"] = self.secret_key
-        return values
-
-    def cli_env(self) -> dict[str, str]:
-        """Environment for CLI peers: keys, region, and no config files outside workdir."""
-        home = self.workdir / "cli-home"
-        home.mkdir(exist_ok=True)
-        env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "RCLONE_"))}
-        env.update(
-            HOME=str(home),
-            AWS_ACCESS_KEY_ID=self.access_key,
-            AWS_SECRET_ACCESS_KEY=self.secret_key,
-            AWS_REGION=self.region,
-            AWS_DEFAULT_REGION=self.region,
-            AWS_CONFIG_FILE=str(home / "aws-config"),
-            AWS_SHARED_CREDENTIALS_FILE=str(home / "aws-credentials"),
-            AWS_EC2_METADATA_DISABLED="true",
-            RCLONE_CONFIG=str(home / "rclone.conf"),
-            NO_PROXY="127.0.0.1,localhost",
-        )
-        return env
 
 
 def raw_client(target: Target) -> S3Client:
@@ -242,27 +203,6 @@ class Rclone(Cli):
 
     def command(self, source: str, dest: str) -> list[str]:
         return [str(self.path), "copyto", "--s3-no-check-bucket", source, dest]
-
-
-def all_contenders(target: Target) -> list[Contender]:
-    """Ours first, then every peer (peers that cannot run here carry ``missing``)."""
-    from .django_paths import OursDownloadCommand, OursFileFieldSave
-
-    return [
-        Ours(target),
-        OursFileFieldSave(target),
-        OursDownloadCommand(target),
-        OursWithoutHash(target),
-        RawBoto3(target, "boto3 default", TransferConfig()),
-        RawBoto3(
-            target,
-            "boto3 tuned",
-            TransferConfig(multipart_chunksize=16 * MiB, max_concurrency=10),
-        ),
-        S5cmd(target),
-        Rclone(target),
-        AwsCli(target),
-    ]
 
 
 def warm_up(contenders: list[Contender], workdir: Path) -> None:

@@ -10,8 +10,9 @@ from __future__ import annotations
 import io
 from pathlib import Path
 
-from .contenders import OURS, Contender, Target
+from .contenders import OURS, Contender
 from .djangoenv import configure
+from .target import Target
 
 
 class OursFileFieldSave(Contender):

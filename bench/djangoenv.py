@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 import django
 from django.conf import settings
 
-from .contenders import Target
+from .target import Target
 
 if TYPE_CHECKING:
     from django.contrib.auth.models import User

@@ -12,9 +12,10 @@ from collections.abc import Callable
 
 from storages.backends.s3 import S3Storage
 
-from .contenders import OURS, Target, our_store, raw_client
+from .contenders import OURS, our_store, raw_client
 from .djangoenv import configure
 from .report import Result
+from .target import Target
 
 OPERATION = "presign x1000"
 PAGE = 1000

@@ -22,10 +22,11 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from .contenders import Target, our_store
+from .contenders import our_store
 from .djangoenv import bucket_names
 from .memory_child import KEY_MARK
 from .report import size_label
+from .target import Target
 
 REPO = Path(__file__).resolve().parent.parent
 MiB = 1024 * 1024

@@ -35,8 +35,8 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
-from .contenders import Target
 from .djangoenv import configure, login_session, superuser
+from .target import Target
 
 MiB = 1024 * 1024
 KEY_MARK = "bench-memory"  # in every key a child creates (the parent sweeps by it)

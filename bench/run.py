@@ -23,20 +23,15 @@ from pathlib import Path
 
 import boto3
 
-from dual_storage_app.localserver import LocalS3Server, free_port_pair
+from dual_storage_app.testing.server import LocalS3Server, free_port_pair
 
 from . import goals, links, memory, schemas
-from .contenders import (
-    OURS,
-    Contender,
-    Target,
-    all_contenders,
-    our_store,
-    warm_up,
-)
+from .contenders import OURS, Contender, our_store, warm_up
 from .cpu import CpuMeter, sha256_rate
+from .lineup import all_contenders
 from .memory import write_test_file
 from .report import Result, format_rss, format_table, parse_size, size_label
+from .target import Target
 
 REPO = Path(__file__).resolve().parent.parent
 BUCKET = "bench"
@@ -50,7 +45,8 @@ RSS_SCRIPT = """
 import json, sys
 from pathlib import Path
 from boto3.s3.transfer import TransferConfig
-from bench.contenders import MiB, Ours, RawBoto3, Target
+from bench.contenders import MiB, Ours, RawBoto3
+from bench.target import Target
 raw = json.loads(sys.argv[1])
 target = Target(**{**raw, "workdir": Path(raw["workdir"])})
 if sys.argv[2] == "ours":

@@ -16,8 +16,9 @@ from functools import partial
 
 from dual_storage_app.client import DualStorageClient, clear_schema_cache
 
-from .contenders import OURS, Target, raw_client
+from .contenders import OURS, raw_client
 from .report import Result
+from .target import Target
 
 OPERATION = "get_schema 10 KB x1000"
 READS = 1000

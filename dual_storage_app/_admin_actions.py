@@ -23,10 +23,9 @@ from django.utils import timezone
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy, ngettext
 
-from ._object_stream import hash_object, locate, safe_reason
 from .exceptions import DualStorageError, InvalidArgument
 from .models import Artifact, Dataset
-from .transfer import MAX_PRESIGN_SECONDS, validate_expiry
+from .store.transfer import MAX_PRESIGN_SECONDS, validate_expiry
 
 if TYPE_CHECKING:
     Admin = admin.ModelAdmin[Any]
@@ -75,14 +74,14 @@ def create_presigned_links(
     expires_at = timezone.now() + timedelta(seconds=expires)
     links: list[tuple[Dataset, str]] = []
     for dataset in queryset:
-        store, bucket = locate(dataset)
+        store, bucket = dataset.location()
         try:
             links.append((dataset, store.presign_get(bucket, dataset.key, expires)))
         except DualStorageError as exc:
             modeladmin.message_user(
                 request,
                 _("No link for %(name)s: %(reason)s.")
-                % {"name": dataset, "reason": safe_reason(exc, dataset)},
+                % {"name": dataset, "reason": dataset.describe_failure(exc)},
                 messages.ERROR,
             )
     if links:
@@ -135,12 +134,13 @@ def verify_integrity(modeladmin: Admin, request: HttpRequest, queryset: QuerySet
     ok = 0
     for artifact in queryset:
         try:
-            size, sha256 = hash_object(artifact)
+            store, bucket = artifact.location()
+            size, sha256 = store.hash_object(bucket, artifact.key)
         except DualStorageError as exc:
             modeladmin.message_user(
                 request,
                 _("%(name)s failed verification: %(reason)s.")
-                % {"name": artifact, "reason": safe_reason(exc, artifact)},
+                % {"name": artifact, "reason": artifact.describe_failure(exc)},
                 messages.ERROR,
             )
             continue
@@ -183,14 +183,14 @@ def refresh_metadata(modeladmin: Admin, request: HttpRequest, queryset: QuerySet
     """HEAD each object and record its size, ETag and content type on the row."""
     unchanged = 0
     for artifact in queryset:
-        store, bucket = locate(artifact)
+        store, bucket = artifact.location()
         try:
             info = store.head(bucket, artifact.key)
         except DualStorageError as exc:
             modeladmin.message_user(
                 request,
                 _("Cannot refresh %(name)s: %(reason)s.")
-                % {"name": artifact, "reason": safe_reason(exc, artifact)},
+                % {"name": artifact, "reason": artifact.describe_failure(exc)},
                 messages.ERROR,
             )
             continue

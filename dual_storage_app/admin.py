@@ -25,8 +25,7 @@ from ._admin_actions import (
     refresh_metadata,
     verify_integrity,
 )
-from ._object_stream import safe_reason
-from .exceptions import DualStorageError
+from .exceptions import DualStorageError, safe_reason
 from .models import Artifact, ConfigSchema, Dataset, ModelWeight, TrainingCheckpoint
 
 if TYPE_CHECKING:

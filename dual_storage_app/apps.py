@@ -1,9 +1,13 @@
+"""The Django app configuration of ``dual_storage_app``."""
+
 from __future__ import annotations
 
 from django.apps import AppConfig
 
 
-class DualStorageConfig(AppConfig):
+class DualStorageAppConfig(AppConfig):
+    """The Django app: registers the system checks when Django is ready."""
+
     name = "dual_storage_app"
     verbose_name = "Dual storage"
     default_auto_field = "django.db.models.BigAutoField"

@@ -14,9 +14,9 @@ from typing import Any
 from django.conf import settings
 from django.core.checks import CheckMessage, Error, Warning, register
 
-from .conf import SETTINGS_KEY, resolve
+from .config.sources import SETTINGS_KEY, resolve
+from .config.validation import find_problems, unknown_setting_problems
 from .exceptions import ConfigurationError
-from .validation import find_problems, unknown_setting_problems
 
 
 @register("dual_storage")

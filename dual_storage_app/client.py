@@ -3,41 +3,80 @@
 Internal store (private MinIO): model weights, training checkpoints, config schemas.
 External store (R2/S3): training datasets, handed to browsers as presigned URLs.
 Internal objects never get a URL. ``get_schema`` reads through a per-process cache
-(:mod:`._schema_cache`): fresh for ``SCHEMA_CACHE_SECONDS``, then revalidated by ETag.
+(:mod:`.store.schema_cache`): fresh for ``SCHEMA_CACHE_SECONDS``, then revalidated by ETag.
+The client routes an artifact kind to its store and bucket (:mod:`.kinds`); the stores
+(:mod:`.store`) do the work.
 """
 
 from __future__ import annotations
 
+import io
 import threading
 from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
 
 from django.core.signals import setting_changed
 from django.dispatch import receiver
 
-from ._schema_cache import schema_cache
-from .conf import SETTINGS_KEY, ArtifactKind, DualStorageConfig, StoreName, load_config
-from .exceptions import InvalidArgument, InvalidKey
+from .config.loading import load_config
+from .config.sources import SETTINGS_KEY
+from .config.stores import DualStorageSettings
+from .exceptions import InvalidKey
 from .keys import validate_key
-from .objects import ObjectInfo, TransferResult
-from .store import Store
+from .kinds import KINDS, ArtifactKind, StoreName
+from .store import ObjectInfo, Store, TransferResult
+from .store.schema_cache import schema_cache
 
 SCHEMA_CONTENT_TYPE = "application/json"
 
 
+@dataclass(frozen=True)
+class _Bound:
+    """A configuration and the two stores built from it."""
+
+    config: DualStorageSettings
+    internal: Store
+    external: Store
+
+    @classmethod
+    def build(cls, config: DualStorageSettings) -> _Bound:
+        return cls(config, Store(config.internal), Store(config.external))
+
+
 class DualStorageClient:
-    """Both stores behind one small API. Safe to share between threads."""
+    """Both stores behind one small API. Safe to share between threads.
+
+    Built from ``config``, else from ``overrides`` over Django settings and the
+    environment (:mod:`.config.sources`); a bad configuration raises
+    ``ConfigurationError`` here."""
 
     def __init__(
         self,
-        config: DualStorageConfig | None = None,
+        config: DualStorageSettings | None = None,
         *,
         overrides: Mapping[str, str | None] | None = None,
     ) -> None:
-        self.config = config if config is not None else load_config(overrides)
-        self.internal = Store(self.config.internal)
-        self.external = Store(self.config.external)
+        self._bound: _Bound | None = _Bound.build(
+            config if config is not None else load_config(overrides)
+        )
+
+    def _binding(self) -> _Bound:
+        assert self._bound is not None
+        return self._bound
+
+    @property
+    def config(self) -> DualStorageSettings:
+        return self._binding().config
+
+    @property
+    def internal(self) -> Store:
+        return self._binding().internal
+
+    @property
+    def external(self) -> Store:
+        return self._binding().external
 
     def __repr__(self) -> str:
         return f"<DualStorageClient internal={self.internal!r} external={self.external!r}>"
@@ -48,12 +87,10 @@ class DualStorageClient:
         return self.internal if name == "internal" else self.external
 
     def locate(self, kind: ArtifactKind) -> tuple[Store, str]:
-        """The store and bucket that hold artifacts of ``kind``."""
-        store_config = self.config.store_for(kind) if kind in _KINDS else None
-        if store_config is None:
-            raise InvalidArgument(
-                f"Unknown artifact kind {kind!r}; use one of {', '.join(_KINDS)}."
-            )
+        """The store and bucket that hold artifacts of ``kind`` (``InvalidArgument`` for
+        an unknown kind)."""
+        bound = self._binding()
+        store_config = bound.config.store_for(kind)
         return self.store(store_config.name), store_config.buckets[kind]
 
     # -- internal: weights and checkpoints -------------------------------------
@@ -78,8 +115,6 @@ class DualStorageClient:
 
     def upload_schema(self, framework: str, schema: bytes | str) -> TransferResult:
         """Store ``schema`` as ``<framework>.json``; this process's next read sees it."""
-        import io
-
         data = schema.encode("utf-8") if isinstance(schema, str) else bytes(schema)
         store, bucket = self.locate("schemas")
         key = schema_key(framework)
@@ -123,7 +158,6 @@ class DualStorageClient:
 
     def delete(self, kind: ArtifactKind, key: str) -> None:
         store, bucket = self.locate(kind)
-        key = validate_key(key, store=store.name, bucket=bucket)
         try:
             store.delete(bucket, key)
         finally:
@@ -138,13 +172,10 @@ class DualStorageClient:
     def create_buckets(self) -> dict[str, bool]:
         """Create every configured bucket that is missing; ``{bucket: created}``."""
         created: dict[str, bool] = {}
-        for kind in _KINDS:
+        for kind in KINDS:
             store, bucket = self.locate(kind)
             created[bucket] = store.create_bucket(bucket)
         return created
-
-
-_KINDS: tuple[ArtifactKind, ...] = ("weights", "checkpoints", "schemas", "datasets")
 
 
 def schema_key(framework: str) -> str:
@@ -164,40 +195,40 @@ def clear_schema_cache() -> None:
     schema_cache.clear()
 
 
-class _LazyClient:
-    """Builds the process-wide client on first use; rebuilt when DUAL_STORAGE changes."""
+class LazyDualStorageClient(DualStorageClient):
+    """The process-wide client: built from settings on first use, rebuilt after
+    :meth:`reset` (which ``DUAL_STORAGE`` changes call)."""
 
-    def __init__(self) -> None:
-        self._client: DualStorageClient | None = None
+    def __init__(self) -> None:  # no configuration is read until first use
+        self._bound = None
         self._lock = threading.Lock()
 
-    def _get(self) -> DualStorageClient:
-        client = self._client
-        if client is None:
+    def _binding(self) -> _Bound:
+        bound = self._bound
+        if bound is None:
             with self._lock:
-                if self._client is None:
-                    self._client = DualStorageClient()
-                client = self._client
-        return client
+                if self._bound is None:
+                    self._bound = _Bound.build(load_config())
+                bound = self._bound
+        return bound
 
     def reset(self) -> None:
-        """Forget the client (rebuilt from settings on next use) and the schema cache."""
+        """Forget the configuration (read again on next use) and the schema cache."""
         with self._lock:
-            self._client = None
+            self._bound = None
         schema_cache.clear()
 
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._get(), name)
-
     def __repr__(self) -> str:
-        state = "unconfigured" if self._client is None else repr(self._client)
-        return f"<lazy dual_storage: {state}>"
+        if self._bound is None:
+            return "<lazy dual_storage: unconfigured>"
+        return f"<lazy dual_storage: {super().__repr__()}>"
 
 
-dual_storage: DualStorageClient = _LazyClient()  # type: ignore[assignment]
+dual_storage = LazyDualStorageClient()
+"""The process-wide client of the README: ``from dual_storage_app.client import dual_storage``."""
 
 
 @receiver(setting_changed)
 def _reset_on_setting_change(*, setting: str, **kwargs: Any) -> None:
     if setting == SETTINGS_KEY:
-        dual_storage.reset()  # type: ignore[attr-defined]
+        dual_storage.reset()

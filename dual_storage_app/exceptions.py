@@ -64,3 +64,26 @@ class NoPublicURL(DualStorageError, AttributeError):
 
 class ConfigurationError(DualStorageError, ImproperlyConfigured):
     """The settings for a store are missing or contradictory."""
+
+
+def safe_reason(
+    exc: DualStorageError,
+    *,
+    key: str | None = None,
+    bucket: str | None = None,
+    store: str | None = None,
+) -> str:
+    """Why the operation failed, fit to show in a page: it names the key, bucket and
+    store (given, else the error's own), never the store's endpoint (the internal one is
+    private)."""
+    key = key or exc.key or ""
+    bucket = bucket or exc.bucket or ""
+    store = store or exc.store or "storage"
+    where = f"key {key!r} in bucket {bucket!r} on the {store} store"
+    if isinstance(exc, ObjectNotFound):
+        return f"no object at {where}"
+    if isinstance(exc, AccessDenied):
+        return f"access to {where} was refused (check the store's credentials)"
+    if isinstance(exc, StorageUnavailable):
+        return f"the {store} store could not be reached or failed for {where}"
+    return f"{type(exc).__name__} for {where}"

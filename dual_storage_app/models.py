@@ -4,7 +4,8 @@ Saving an artifact whose file is new streams it to its store in one pass that al
 measures size and SHA-256, under a key that no other upload can take (a short random
 folder keeps the original file name readable). The upload happens inside the save's
 transaction: if that rolls back, the object is deleted. Replacing or deleting a file
-deletes the old object only after the transaction commits.
+deletes the old object only after the transaction commits. Which store and bucket hold a
+kind, and the prefix of its keys, come from :mod:`.kinds`.
 """
 
 from __future__ import annotations
@@ -24,12 +25,13 @@ from django.dispatch import receiver
 from django.utils.text import get_valid_filename
 
 from ._consistency import delete_on_commit, delete_on_rollback
-from ._schema_cache import schema_cache
 from .client import dual_storage, schema_key
-from .conf import ArtifactKind
-from .exceptions import InvalidKey
+from .exceptions import DualStorageError, InvalidKey, safe_reason
+from .kinds import REGISTRY, ArtifactKind, StoreName
 from .storages import checkpoints_storage, datasets_storage, schemas_storage, weights_storage
-from .transfer import guess_content_type
+from .store import Store
+from .store.schema_cache import schema_cache
+from .store.transfer import guess_content_type
 
 _MAX_NAME_BYTES = 200  # well under the 255-byte segment limit
 
@@ -59,21 +61,21 @@ def unique_key(prefix: str, filename: str) -> str:
 
 
 def _weights_key(instance: Artifact, filename: str) -> str:
-    return unique_key("weights", filename)
+    return unique_key(REGISTRY["weights"].key_prefix, filename)
 
 
 def _checkpoints_key(instance: Artifact, filename: str) -> str:
     job = safe_segment(str(getattr(instance, "job_id", "") or ""), "unassigned")
-    return unique_key(f"jobs/{job}", filename)
+    return unique_key(f"{REGISTRY['checkpoints'].key_prefix}/{job}", filename)
 
 
 def _schemas_key(instance: Artifact, filename: str) -> str:
     framework = safe_segment(str(getattr(instance, "framework", "") or ""), "schema")
-    return unique_key(f"versions/{framework}", filename)
+    return unique_key(f"{REGISTRY['schemas'].key_prefix}/{framework}", filename)
 
 
 def _datasets_key(instance: Artifact, filename: str) -> str:
-    return unique_key("datasets", filename)
+    return unique_key(REGISTRY["datasets"].key_prefix, filename)
 
 
 class ArtifactFieldFile(FieldFile):
@@ -140,8 +142,19 @@ class Artifact(models.Model):
         return self.file.name or ""
 
     @property
-    def store_name(self) -> str:
-        return "external" if self.kind == "datasets" else "internal"
+    def store_name(self) -> StoreName:
+        return REGISTRY[self.kind].store
+
+    def location(self) -> tuple[Store, str]:
+        """The store holding this artifact and its bucket (the one recorded on the row,
+        else the kind's configured bucket)."""
+        store, bucket = dual_storage.locate(self.kind)
+        return store, self.bucket or bucket
+
+    def describe_failure(self, exc: DualStorageError) -> str:
+        """Why an operation on this artifact's object failed, fit to show in a page
+        (names key, bucket and store, never the endpoint)."""
+        return safe_reason(exc, key=self.key, bucket=self.bucket, store=self.store_name)
 
     def _upload_file(self, using: str) -> None:
         """Stream the pending file to the store and record what was measured."""
@@ -152,7 +165,7 @@ class Artifact(models.Model):
             pending.seek(0)
         key = self.file.field.generate_filename(self, self.file.name or "file")
         # Registered before the upload: whatever fails after the first byte is sent (the
-        # PUT, the HEAD that confirms it, the row's INSERT), the object goes with the
+        # upload's requests, the SHA-256 tag, the row's INSERT), the object goes with the
         # rollback. Deleting a key that was never written is harmless.
         delete_on_rollback(store, bucket, key, using=using)
         # The type comes from the key, never from the browser's claim in an upload.
@@ -261,12 +274,13 @@ class Dataset(Artifact):
         constraints = (models.UniqueConstraint(fields=("file",), name="dual_storage_dataset_key"),)
 
 
-ARTIFACT_MODELS: tuple[type[Artifact], ...] = (
-    ModelWeight,
-    TrainingCheckpoint,
-    ConfigSchema,
-    Dataset,
-)
+_BY_NAME: dict[str, type[Artifact]] = {
+    model.__name__: model for model in (ModelWeight, TrainingCheckpoint, ConfigSchema, Dataset)
+}
+ARTIFACT_MODELS: dict[ArtifactKind, type[Artifact]] = {
+    kind: _BY_NAME[spec.model_name] for kind, spec in REGISTRY.items()
+}
+"""The artifact model of each kind, in registry order."""
 
 
 @receiver(post_delete)

@@ -6,10 +6,11 @@ endpoint or a secret::
     weights = models.FileField(storage=weights_storage)
 
 or as ``STORAGES`` aliases (``{"BACKEND": "dual_storage_app.storages.InternalStorage",
-"OPTIONS": {"kind": "weights"}}``). Policy lives in :mod:`.conf` and :mod:`.store`: keys
-are validated (refused, never silently cleaned), saves stream through the hashing,
-never-partial upload path, internal files have no URL, external URLs are presigned
-against the public endpoint.
+"OPTIONS": {"kind": "weights"}}``). Policy lives in :mod:`.config` and :mod:`.store`:
+keys are validated (refused, never silently cleaned), saves stream through the hashing,
+never-partial upload path, opened files are downloaded (verified) to a temporary file on
+disk, internal files have no URL, external URLs are presigned against the public
+endpoint.
 """
 
 from __future__ import annotations
@@ -25,13 +26,12 @@ from django.utils.deconstruct import deconstructible
 from storages.backends.s3 import S3Storage
 
 from .client import dual_storage
-from .conf import KIND_BUCKET_SETTING, ArtifactKind, StoreName, resolve
+from .config.sources import resolve
 from .exceptions import ConfigurationError, NoPublicURL, ObjectNotFound
 from .keys import validate_key
+from .kinds import REGISTRY, ArtifactKind, StoreName, kinds_on
 from .store import Store
-from .transfer import MiB
 
-_SPOOL_TO_DISK_AFTER = 8 * MiB  # opened files spill to a temp file beyond this
 # Connection settings come from DUAL_STORAGE / the environment, never from options.
 _REFUSED_OPTIONS = frozenset(
     {
@@ -55,9 +55,9 @@ class _DualStorage(S3Storage):  # type: ignore[misc]
 
     def __init__(self, kind: ArtifactKind | None = None, **options: Any) -> None:
         self.kind: ArtifactKind = kind or self.default_kind
-        owner = KIND_BUCKET_SETTING.get(self.kind, (None, None))[0]
-        if owner != self.store_name:
-            kinds = [k for k, (s, _) in KIND_BUCKET_SETTING.items() if s == self.store_name]
+        spec = REGISTRY.get(self.kind)
+        if spec is None or spec.store != self.store_name:
+            kinds = kinds_on(self.store_name)
             raise ConfigurationError(
                 f"{type(self).__name__} holds {', '.join(kinds)}, not {self.kind!r}.",
                 store=self.store_name,
@@ -73,77 +73,77 @@ class _DualStorage(S3Storage):  # type: ignore[misc]
         super().__init__(**{**defaults, **options})
         # Informational only (resolved without validation, so imports never fail); every
         # operation asks the shared client for the current store and bucket.
-        self.bucket_name = resolve()[KIND_BUCKET_SETTING[self.kind][1]].value
+        self.bucket_name = resolve()[spec.bucket_setting].value
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} kind={self.kind!r}>"
 
-    def _target(self, name: str) -> tuple[Store, str, str]:
-        """The shared store, its bucket for this kind, and the validated key."""
-        store, bucket = dual_storage.locate(self.kind)
-        return store, bucket, validate_key(str(name), store=self.store_name, bucket=bucket)
+    def _location(self) -> tuple[Store, str]:
+        """The shared store and its bucket for this kind (read on every call, so a
+        settings change is followed). The store validates every key it is given."""
+        return dual_storage.locate(self.kind)
 
     def save(self, name: str | None, content: Any, max_length: int | None = None) -> str:
         # Our key rules run before Django's own name checks, so every entry point
         # refuses a bad name with the same InvalidKey.
-        self._target(name if name is not None else getattr(content, "name", ""))
+        store, bucket = self._location()
+        name = name if name is not None else getattr(content, "name", "")
+        validate_key(str(name), store=store.name, bucket=bucket)
         return super().save(name, content, max_length)  # type: ignore[no-any-return]
 
     def _save(self, name: str, content: File[Any]) -> str:
-        store, bucket, key = self._target(name)
+        store, bucket = self._location()
         if content.seekable():
             content.seek(0)
-        store.upload(bucket, key, content, content_type=getattr(content, "content_type", None))
-        return key
+        content_type = getattr(content, "content_type", None)
+        return store.upload(bucket, str(name), content, content_type=content_type).key
 
     def _open(self, name: str, mode: str = "rb") -> File[Any]:
-        """Read-only: the object streams into a spooled temp file (disk beyond 8 MiB).
+        """Read-only: the object is downloaded (parallel ranged GETs, SHA-256 verified
+        against its tag) into an anonymous temporary file on disk, so memory stays flat
+        whatever the size.
 
         Writing through an open file is refused, because django-storages' ``S3File``
         completes a multipart upload even after an exception; use ``save()``.
         """
         if set(mode) & set("wax+"):
             raise ValueError(f"{type(self).__name__} opens files read-only; use save().")
-        store, bucket, key = self._target(name)
-        spool = tempfile.SpooledTemporaryFile(max_size=_SPOOL_TO_DISK_AFTER)  # noqa: SIM115
+        store, bucket = self._location()
+        local = tempfile.TemporaryFile()  # noqa: SIM115 - handed to the caller open
         try:
-            store.read_into(bucket, key, spool)  # type: ignore[arg-type]
+            result = store.read_into(bucket, str(name), local)
         except BaseException:
-            spool.close()
+            local.close()
             raise
-        spool.seek(0)
-        return File(spool, name=key)
+        local.seek(0)
+        return File(local, name=result.key)
 
     def exists(self, name: str) -> bool:
-        store, bucket, key = self._target(name)
-        return store.exists(bucket, key)
+        store, bucket = self._location()
+        return store.exists(bucket, str(name))
 
     def delete(self, name: str) -> None:
-        store, bucket, key = self._target(name)
-        store.delete(bucket, key)
+        store, bucket = self._location()
+        store.delete(bucket, str(name))
 
     def size(self, name: str) -> int:
-        store, bucket, key = self._target(name)
-        return store.head(bucket, key).size
+        store, bucket = self._location()
+        return store.head(bucket, str(name)).size
 
     def get_modified_time(self, name: str) -> datetime:
-        store, bucket, key = self._target(name)
-        modified = store.head(bucket, key).last_modified
-        if modified is None:  # pragma: no cover - every S3 server sends Last-Modified
-            raise ObjectNotFound(f"No modification time for {key!r}.", store=self.store_name)
-        return modified if settings.USE_TZ else timezone.make_naive(modified)
+        store, bucket = self._location()
+        info = store.head(bucket, str(name))
+        if info.last_modified is None:  # pragma: no cover - every S3 server sends it
+            raise ObjectNotFound(f"No modification time for {info.key!r}.", store=store.name)
+        return info.last_modified if settings.USE_TZ else timezone.make_naive(info.last_modified)
 
     def listdir(self, path: str) -> tuple[list[str], list[str]]:
-        store, bucket = dual_storage.locate(self.kind)
-        prefix = (
-            f"{validate_key(path.rstrip('/'), store=self.store_name, bucket=bucket)}/"
-            if path
-            else ""
-        )
-        return store.list_dir(bucket, prefix)
+        store, bucket = self._location()
+        return store.list_dir(bucket, f"{path.rstrip('/')}/" if path else "")
 
     def get_available_name(self, name: str, max_length: int | None = None) -> str:
-        self._target(name)
+        store, bucket = self._location()
+        validate_key(str(name), store=store.name, bucket=bucket)
         return super().get_available_name(name, max_length)  # type: ignore[no-any-return]
 
 
@@ -179,9 +179,9 @@ class ExternalStorage(_DualStorage):
     ) -> str:
         if http_method not in (None, "GET"):
             raise NoPublicURL(f"Only GET links are issued, not {http_method}.", store="external")
-        store, bucket, key = self._target(name)
+        store, bucket = self._location()
         expiration = self.querystring_expire if expire is None else expire
-        return store.presign_get(bucket, key, expiration, extra=parameters)
+        return store.presign_get(bucket, str(name), expiration, extra=parameters)
 
 
 def weights_storage() -> InternalStorage:

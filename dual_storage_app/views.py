@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import logging
 import posixpath
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from functools import wraps
 from typing import Any
 
+from asgiref.sync import sync_to_async
 from django.conf import global_settings, settings
 from django.contrib.auth.views import redirect_to_login
 from django.core.exceptions import PermissionDenied
@@ -35,15 +36,16 @@ from django.utils.cache import patch_cache_control
 from django.utils.http import content_disposition_header
 from django.views.decorators.http import require_GET
 
-from ._object_stream import ObjectStream, locate, safe_reason
 from .exceptions import DualStorageError, InvalidArgument, ObjectNotFound
+from .kinds import kinds_on
 from .models import ARTIFACT_MODELS, Artifact, Dataset
-from .transfer import DEFAULT_CONTENT_TYPE, validate_expiry
+from .store.streaming import ObjectStream
+from .store.transfer import DEFAULT_CONTENT_TYPE, validate_expiry
 
 logger = logging.getLogger(__name__)
 
 INTERNAL_MODELS: dict[str, type[Artifact]] = {
-    model.kind: model for model in ARTIFACT_MODELS if model.kind != "datasets"
+    kind: ARTIFACT_MODELS[kind] for kind in kinds_on("internal")
 }
 DEFAULT_LINK_SECONDS = 3600
 
@@ -76,9 +78,26 @@ def _require_view_permission(request: HttpRequest, model: type[Model]) -> None:
         raise PermissionDenied
 
 
+def _chunks_for_asgi(stream: ObjectStream) -> AsyncIterator[bytes]:
+    """The stream's chunks for ASGI: each blocking read runs in a worker thread, so the
+    event loop never waits and Django never buffers the whole body."""
+    chunks = iter(stream)
+
+    def next_chunk() -> bytes | None:
+        return next(chunks, None)
+
+    read = sync_to_async(next_chunk, thread_sensitive=False)
+
+    async def generate() -> AsyncIterator[bytes]:
+        while (chunk := await read()) is not None:
+            yield chunk
+
+    return generate()
+
+
 def _storage_failure(exc: DualStorageError, artifact: Artifact) -> HttpResponse:
     """A plain-text answer naming bucket and key (never the endpoint) for a failure."""
-    reason = safe_reason(exc, artifact)
+    reason = artifact.describe_failure(exc)
     if isinstance(exc, ObjectNotFound):
         return HttpResponseNotFound(
             f"The file of {artifact} is missing: {reason}.", content_type="text/plain"
@@ -102,13 +121,14 @@ def artifact_download(request: HttpRequest, kind: str, pk: int) -> HttpResponseB
         raise PermissionDenied
     _require_view_permission(request, model)
     artifact = get_object_or_404(model, pk=pk)
+    store, bucket = artifact.location()
     try:
-        stream = ObjectStream(artifact)
+        stream = store.open_stream(bucket, artifact.key)
     except DualStorageError as exc:
         return _storage_failure(exc, artifact)
     content_type = stream.content_type or artifact.content_type or DEFAULT_CONTENT_TYPE
     # Under ASGI, Django would collect a synchronous iterator into memory first.
-    chunks = stream.aiter() if isinstance(request, ASGIRequest) else stream
+    chunks = _chunks_for_asgi(stream) if isinstance(request, ASGIRequest) else stream
     response = StreamingHttpResponse(chunks, content_type=content_type)
     response["Content-Length"] = str(stream.size)
     response["Content-Disposition"] = content_disposition_header(
@@ -135,7 +155,7 @@ def dataset_link(request: HttpRequest, pk: int) -> HttpResponseBase:
             content_type="text/plain",
         )
     dataset = get_object_or_404(Dataset, pk=pk)
-    store, bucket = locate(dataset)
+    store, bucket = dataset.location()
     try:
         url = store.presign_get(bucket, dataset.key, expires)
     except DualStorageError as exc:

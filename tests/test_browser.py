@@ -18,8 +18,8 @@ from django.urls import reverse
 from pytest_django import Settings as SettingsWrapper
 
 from dual_storage_app.client import DualStorageClient
-from dual_storage_app.localserver import LocalS3Server
 from dual_storage_app.models import Dataset, ModelWeight
+from dual_storage_app.testing.server import LocalS3Server
 from tests.http import fetch
 
 pytestmark = [

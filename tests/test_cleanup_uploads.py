@@ -11,11 +11,11 @@ from django.core.management import CommandError, call_command
 from pytest_django import Settings as SettingsWrapper
 
 from dual_storage_app.client import DualStorageClient
-from dual_storage_app.localserver import LocalS3Server
 from dual_storage_app.management.commands.dualstorage_cleanup_uploads import (
     duration,
     human_age,
 )
+from dual_storage_app.testing.server import LocalS3Server
 from tests.conftest import EXTERNAL_SECRET, INTERNAL_SECRET, real_settings
 
 

@@ -9,7 +9,7 @@ from django.core.management import CommandError, call_command
 from pytest_django import Settings as SettingsWrapper
 
 from dual_storage_app.client import DualStorageClient
-from dual_storage_app.localserver import LocalS3Server
+from dual_storage_app.testing.server import LocalS3Server
 from tests.conftest import INTERNAL_SECRET, real_settings
 
 pytestmark = pytest.mark.real_s3

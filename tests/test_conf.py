@@ -9,14 +9,11 @@ from botocore.config import Config
 from django.core.exceptions import ImproperlyConfigured
 from pytest_django import Settings as SettingsWrapper
 
-from dual_storage_app.conf import (
-    DEFAULTS,
-    DualStorageConfig,
-    load_config,
-    resolve,
-)
+from dual_storage_app.config.loading import load_config
+from dual_storage_app.config.providers import PROFILES, detect_provider
+from dual_storage_app.config.sources import DEFAULTS, resolve
+from dual_storage_app.config.stores import DualStorageSettings
 from dual_storage_app.exceptions import ConfigurationError
-from dual_storage_app.providers import PROFILES, detect_provider
 from dual_storage_app.store import Store
 
 INTERNAL_SECRET = "int-secret-9fQ2xLw7"
@@ -408,7 +405,7 @@ def _assert_no_credentials(text: str) -> None:
 
 def test_reprs_never_show_keys() -> None:
     config = load_config(environ=FULL_ENV)
-    assert isinstance(config, DualStorageConfig)
+    assert isinstance(config, DualStorageSettings)
     _assert_no_credentials(repr(config))
     _assert_no_credentials(repr(config.internal))
     _assert_no_credentials(repr(config.external))

@@ -28,7 +28,7 @@ from dual_storage_app.storages import (
     datasets_storage,
     weights_storage,
 )
-from dual_storage_app.transfer import MAX_PRESIGN_SECONDS
+from dual_storage_app.store.transfer import MAX_PRESIGN_SECONDS
 
 ACCESS_KEY = "moto-access-AKID77"
 SECRET_KEY = "moto-secret-123"

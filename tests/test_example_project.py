@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from dual_storage_app.localserver import free_port_pair, is_listening
+from dual_storage_app.testing.server import free_port_pair, is_listening
 
 pytestmark = pytest.mark.real_s3
 ROOT = Path(__file__).resolve().parent.parent

@@ -39,7 +39,6 @@ from django.core.files.base import File
 from django.core.management import call_command
 from pytest_django import Settings as SettingsWrapper
 
-from dual_storage_app import transfer
 from dual_storage_app.client import DualStorageClient, dual_storage
 from dual_storage_app.exceptions import (
     AccessDenied,
@@ -47,9 +46,10 @@ from dual_storage_app.exceptions import (
     IntegrityError,
     StorageUnavailable,
 )
-from dual_storage_app.localserver import LocalS3Server, free_port_pair
 from dual_storage_app.models import TrainingCheckpoint
-from dual_storage_app.transfer import MiB
+from dual_storage_app.store import transfer
+from dual_storage_app.store.transfer import MiB
+from dual_storage_app.testing.server import LocalS3Server, free_port_pair
 from tests.conftest import EXTERNAL_SECRET, INTERNAL_SECRET, real_settings
 from tests.faultproxy import FaultProxy
 from tests.http import fetch

@@ -29,13 +29,13 @@ from django.test import Client
 from django.urls import reverse
 
 from dual_storage_app.client import DualStorageClient
-from dual_storage_app.conf import ArtifactKind
 from dual_storage_app.exceptions import InvalidArgument, InvalidKey, NoPublicURL
 from dual_storage_app.keys import MAX_KEY_BYTES, MAX_SEGMENT_BYTES, validate_key
+from dual_storage_app.kinds import ArtifactKind
 from dual_storage_app.models import ConfigSchema, Dataset, ModelWeight, TrainingCheckpoint
 from dual_storage_app.storages import ExternalStorage, InternalStorage
 from dual_storage_app.store import Store
-from dual_storage_app.transfer import MAX_PRESIGN_SECONDS, PART_SIZE
+from dual_storage_app.store.transfer import MAX_PRESIGN_SECONDS, PART_SIZE
 from tests.http import fetch
 from tests.testapp.models import Upload
 

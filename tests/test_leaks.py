@@ -35,7 +35,8 @@ from pytest_django import Settings as SettingsWrapper
 
 import dual_storage_app
 from dual_storage_app.client import DualStorageClient, dual_storage
-from dual_storage_app.conf import STORE_NAMES, load_config, resolve
+from dual_storage_app.config.loading import load_config
+from dual_storage_app.config.sources import resolve
 from dual_storage_app.exceptions import (
     AccessDenied,
     ConfigurationError,
@@ -44,7 +45,7 @@ from dual_storage_app.exceptions import (
     ObjectNotFound,
     StorageUnavailable,
 )
-from dual_storage_app.localserver import LocalS3Server, free_port_pair
+from dual_storage_app.kinds import STORE_NAMES
 from dual_storage_app.models import (
     Artifact,
     ConfigSchema,
@@ -53,7 +54,8 @@ from dual_storage_app.models import (
     TrainingCheckpoint,
 )
 from dual_storage_app.storages import ExternalStorage, InternalStorage
-from dual_storage_app.transfer import PART_SIZE
+from dual_storage_app.store.transfer import PART_SIZE
+from dual_storage_app.testing.server import LocalS3Server, free_port_pair
 from tests.conftest import EXTERNAL_SECRET, INTERNAL_SECRET, real_settings
 from tests.http import fetch, refusal_status
 

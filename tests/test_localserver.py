@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from dual_storage_app.client import DualStorageClient
-from dual_storage_app.localserver import (
+from dual_storage_app.testing.server import (
     LOOPBACK,
     LocalS3Server,
     embedded_server_for,
@@ -111,4 +111,4 @@ def test_raw_put_with_wrong_key_is_refused(s3_servers: dict[str, LocalS3Server])
     )
     raw = impostor.client()
     with pytest.raises(Exception, match=r"SignatureDoesNotMatch|InvalidAccessKeyId"):
-        raw.put_object(Bucket="model-weights", Key="x", Body=io.BytesIO(b"x"))  # type: ignore[attr-defined]
+        raw.put_object(Bucket="model-weights", Key="x", Body=io.BytesIO(b"x"))

@@ -18,11 +18,12 @@ import botocore.httpsession
 import pytest
 from pytest_django import Settings as SettingsWrapper
 
-from dual_storage_app._presign import Presigner
 from dual_storage_app.client import DualStorageClient
-from dual_storage_app.conf import StoreConfig, load_config
+from dual_storage_app.config.loading import load_config
+from dual_storage_app.config.stores import StoreConfig
 from dual_storage_app.storages import ExternalStorage
 from dual_storage_app.store import Store
+from dual_storage_app.store.presign import Presigner
 from tests.http import fetch, refusal_status
 
 SECRET = "fast-presign-secret-Qx7Lm2"

@@ -21,7 +21,6 @@ from django.utils import timezone
 from pytest_django import Settings as SettingsWrapper
 
 from dual_storage_app.client import DualStorageClient
-from dual_storage_app.localserver import LocalS3Server, free_port_pair
 from dual_storage_app.models import (
     Artifact,
     ConfigSchema,
@@ -29,7 +28,8 @@ from dual_storage_app.models import (
     ModelWeight,
     TrainingCheckpoint,
 )
-from dual_storage_app.transfer import MiB
+from dual_storage_app.store.transfer import MiB
+from dual_storage_app.testing.server import LocalS3Server, free_port_pair
 from tests.conftest import EXTERNAL_SECRET, INTERNAL_SECRET, real_settings
 from tests.http import fetch
 

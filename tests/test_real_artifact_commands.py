@@ -19,12 +19,12 @@ from django.core.files.base import ContentFile
 from django.core.management import CommandError, call_command
 from django.utils import timezone
 from pytest_django import Settings as SettingsWrapper
+from tqdm import tqdm
 
-from dual_storage_app import _uploads
 from dual_storage_app.client import DualStorageClient
-from dual_storage_app.localserver import LocalS3Server
-from dual_storage_app.management._progress import ProgressBar, human_size
 from dual_storage_app.models import ConfigSchema, Dataset, ModelWeight, TrainingCheckpoint
+from dual_storage_app.store import facade
+from dual_storage_app.testing.server import LocalS3Server
 from tests.conftest import EXTERNAL_SECRET, INTERNAL_SECRET, real_settings
 from tests.http import fetch
 
@@ -82,7 +82,7 @@ def test_upload_prints_key_bucket_size_and_hash(
     out = run("dualstorage_upload", "weights", str(source), "--framework", "torch")
     row = ModelWeight.objects.get()
     assert f"key:    {row.key}" in out and "bucket: model-weights (internal store)" in out
-    assert "size:   2.9 KiB (3000 bytes)" in out and f"sha256: {row.sha256}" in out
+    assert "size:   2.9 KB (3000 bytes)" in out and f"sha256: {row.sha256}" in out
     assert (row.name, row.framework) == ("model.pt", "torch")
 
 
@@ -197,15 +197,28 @@ def test_progress_bar_only_on_a_terminal(
     assert "\r" not in quiet and "%" not in quiet
 
     shown = run("dualstorage_upload", "weights", str(source), stdout=Terminal())
-    assert "\rUploading bar.pth [" in shown and "100.0%" in shown and "2.0 MiB/2.0 MiB" in shown
+    assert "\rUploading bar.pth:" in shown and "100%" in shown and "2.00M/2.00M" in shown
     download = ["dualstorage_download", "weights", "--id", str(row.pk), str(tmp_path / "b")]
     shown = run(*download, stdout=Terminal())
-    assert "\rDownloading b [" in shown and "100.0%" in shown
+    assert "\rDownloading b:" in shown and "100%" in shown and "2.00M/2.00M" in shown
     assert (tmp_path / "b").read_bytes() == source.read_bytes()
     # --json output stays a clean document even on a terminal.
     out = Terminal()
     call_command("dualstorage_upload", "weights", str(source), "--json", stdout=out)
     assert json.loads(out.getvalue())["size"] == source.stat().st_size
+
+
+def _counting_bar_updates(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """Every increment a progress bar is fed, in order."""
+    heard: list[int] = []
+    real_update = tqdm.update
+
+    def update(bar: tqdm[None], count: float | None = 1) -> bool | None:
+        heard.append(int(count or 0))
+        return real_update(bar, count)
+
+    monkeypatch.setattr(tqdm, "update", update)
+    return heard
 
 
 def test_progress_bar_upload_still_goes_by_path(
@@ -217,36 +230,56 @@ def test_progress_bar_upload_still_goes_by_path(
     def no_stream_upload(*args: object, **kwargs: object) -> None:
         raise AssertionError("a file upload took the buffered stream path")
 
-    monkeypatch.setattr(_uploads, "upload_stream", no_stream_upload)
-    heard: list[int] = []
-    real_advance = ProgressBar.advance
-
-    def advance(bar: ProgressBar, count: int) -> None:
-        heard.append(count)
-        real_advance(bar, count)
-
-    monkeypatch.setattr(ProgressBar, "advance", advance)
+    monkeypatch.setattr(facade, "upload_stream", no_stream_upload)
+    heard = _counting_bar_updates(monkeypatch)
     source = make_file("big.pth", 40 * 1024 * 1024)
     shown = run("dualstorage_upload", "weights", str(source), stdout=Terminal())
-    assert re.findall(r"(\d+\.\d)%", shown)[-1] == "100.0"
+    assert re.findall(r"(\d+)%", shown)[-1] == "100"
     assert sum(heard) == source.stat().st_size
     assert len(heard) > 3  # it moved as the parts were sent, not in one jump
     assert ModelWeight.objects.get().size == source.stat().st_size
 
 
-def test_progress_bar_rendering() -> None:
-    from django.core.management.base import OutputWrapper
-
-    out = Terminal()
-    with ProgressBar(OutputWrapper(out), "copy", 4096, enabled=True, min_interval=0) as bar:
-        bar.advance(1024)
-    assert "copy [#######" in out.getvalue() and " 25.0%" in out.getvalue()
-    assert out.getvalue().endswith("\n")
-    assert (human_size(0), human_size(1536), human_size(5 * 1024**4)) == (
-        "0 B",
-        "1.5 KiB",
-        "5.0 TiB",
+def test_progress_bar_download_hears_the_bytes_written(
+    real_storage: DualStorageClient,
+    make_file: MakeFile,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A download's bar is fed by the ranged GETs as they write (not by polling the
+    temporary file), so it never runs ahead of what is on disk."""
+    source = make_file("big.pth", 40 * 1024 * 1024)
+    run("dualstorage_upload", "weights", str(source))
+    row = ModelWeight.objects.get()
+    heard = _counting_bar_updates(monkeypatch)
+    shown = run(
+        "dualstorage_download",
+        "weights",
+        "--id",
+        str(row.pk),
+        str(tmp_path / "c"),
+        stdout=Terminal(),
     )
+    assert re.findall(r"(\d+)%", shown)[-1] == "100"
+    assert sum(heard) == source.stat().st_size
+    assert len(heard) > 3
+    assert (tmp_path / "c").read_bytes() == source.read_bytes()
+
+
+def test_sizes_use_the_admins_formatter() -> None:
+    """Commands and the admin format one size the same way (Django's filesizeformat)."""
+    from django.template.defaultfilters import filesizeformat
+
+    from dual_storage_app.management._common import format_size, size_text
+
+    for size in (0, 1536, 20 * 1024 * 1024, 5 * 1024**4):
+        assert format_size(size) == str(filesizeformat(size)).replace("\xa0", " ")
+    assert (format_size(0), format_size(1536), format_size(5 * 1024**4)) == (
+        "0 bytes",
+        "1.5 KB",
+        "5.0 TB",
+    )
+    assert size_text(3000) == "2.9 KB (3000 bytes)"
 
 
 # -- presign -----------------------------------------------------------------------
@@ -434,7 +467,7 @@ def test_list_shows_rows_and_objects(real_storage: DualStorageClient, make_file:
         keys.append(run_json("dualstorage_upload", "checkpoints", path, *options)["key"])
     out = run("dualstorage_list", "checkpoints")
     assert "3 checkpoints row(s)." in out and all(key in out for key in keys)
-    assert "2.0 KiB" in out and ModelWeight.objects.count() == 0
+    assert "2.0 KB" in out and ModelWeight.objects.count() == 0
 
     data = run_json("dualstorage_list", "checkpoints", "--limit", "2")
     assert data["source"] == "database" and len(data["items"]) == 2

@@ -12,8 +12,8 @@ import pytest
 
 from dual_storage_app.client import DualStorageClient
 from dual_storage_app.exceptions import InvalidKey, ObjectNotFound
-from dual_storage_app.localserver import LocalS3Server
-from dual_storage_app.transfer import MiB
+from dual_storage_app.store.transfer import MiB
+from dual_storage_app.testing.server import LocalS3Server
 from tests.conftest import real_settings
 
 pytestmark = pytest.mark.real_s3

@@ -11,7 +11,7 @@ import pytest
 
 from dual_storage_app.client import DualStorageClient
 from dual_storage_app.exceptions import AccessDenied, StorageUnavailable
-from dual_storage_app.localserver import LocalS3Server, free_port_pair
+from dual_storage_app.testing.server import LocalS3Server, free_port_pair
 from tests.conftest import EXTERNAL_SECRET, INTERNAL_SECRET, real_settings
 
 pytestmark = pytest.mark.real_s3

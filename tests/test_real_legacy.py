@@ -7,7 +7,7 @@ import io
 import pytest
 
 from dual_storage_app.client import DualStorageClient, dual_storage
-from dual_storage_app.localserver import LocalS3Server
+from dual_storage_app.testing.server import LocalS3Server
 
 pytestmark = pytest.mark.real_s3
 
@@ -29,10 +29,10 @@ def test_legacy_variables_configure_both_stores(
     )
     client.create_buckets()
     assert client.exists("datasets", "legacy/never-written") is False
-    assert "legacy-datasets" in {b["Name"] for b in external.client().list_buckets()["Buckets"]}  # type: ignore[attr-defined]
+    assert "legacy-datasets" in {b["Name"] for b in external.client().list_buckets()["Buckets"]}
     client.upload_dataset(file_obj=io.BytesIO(b"legacy"), dataset_key="legacy/a.zip")
     raw = external.client()
-    body = raw.get_object(Bucket="legacy-datasets", Key="legacy/a.zip")["Body"]  # type: ignore[attr-defined]
+    body = raw.get_object(Bucket="legacy-datasets", Key="legacy/a.zip")["Body"]
     assert body.read() == b"legacy"
     # Internal artifacts land on the same (legacy) server.
     client.upload_schema("legacy", b"{}")
@@ -49,10 +49,10 @@ def test_new_variables_win_over_legacy(
     monkeypatch.setenv("INTERNAL_STORAGE_ENDPOINT", internal.endpoint_url)
     monkeypatch.setenv("INTERNAL_STORAGE_ACCESS_KEY", internal.access_key)
     monkeypatch.setenv("INTERNAL_STORAGE_SECRET_KEY", internal.secret_key)
-    dual_storage.reset()  # type: ignore[attr-defined]
+    dual_storage.reset()
     dual_storage.upload_schema("new-wins", b'{"new": true}')
     raw_internal = internal.client()
-    body = raw_internal.get_object(Bucket="config-schemas", Key="new-wins.json")["Body"]  # type: ignore[attr-defined]
+    body = raw_internal.get_object(Bucket="config-schemas", Key="new-wins.json")["Body"]
     assert body.read() == b'{"new": true}'
     assert dual_storage.config.external.endpoint_url == external.endpoint_url
     assert dual_storage.config.legacy_names == (

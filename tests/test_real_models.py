@@ -9,12 +9,11 @@ import pytest
 from django.core.files.base import ContentFile, File
 from django.db import transaction
 
-from dual_storage_app import _integrity
 from dual_storage_app.client import DualStorageClient
 from dual_storage_app.exceptions import StorageUnavailable
 from dual_storage_app.models import ConfigSchema, Dataset, ModelWeight, TrainingCheckpoint
-from dual_storage_app.store import Store
-from dual_storage_app.transfer import MiB
+from dual_storage_app.store import facade
+from dual_storage_app.store.transfer import MiB
 
 pytestmark = [pytest.mark.real_s3, pytest.mark.django_db(transaction=True)]
 
@@ -164,12 +163,12 @@ def test_a_failure_after_the_put_removes_the_object(
 ) -> None:
     put_keys: list[str] = []
 
-    def tag_fails(store: Store, bucket: str, key: str, sha256: str) -> None:
+    def tag_fails(client: object, config: object, bucket: str, key: str, sha256: str) -> None:
         put_keys.append(key)
         assert real_storage.exists("weights", key)  # the object is there...
         raise StorageUnavailable("recording the SHA-256 failed after the PUT", store="internal")
 
-    monkeypatch.setattr(_integrity, "record", tag_fails)
+    monkeypatch.setattr(facade, "record_sha256", tag_fails)
     with pytest.raises(StorageUnavailable):
         ModelWeight(name="orphan").file.save("orphan.pth", ContentFile(b"orphan"))
     monkeypatch.undo()

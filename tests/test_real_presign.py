@@ -13,7 +13,7 @@ from pytest_django import Settings as SettingsWrapper
 
 from dual_storage_app.client import DualStorageClient, dual_storage
 from dual_storage_app.exceptions import InvalidArgument
-from dual_storage_app.localserver import LocalS3Server
+from dual_storage_app.testing.server import LocalS3Server
 from tests.conftest import real_settings
 from tests.http import fetch, refusal_status
 

@@ -13,8 +13,8 @@ from pytest_django import Settings as SettingsWrapper
 
 from dual_storage_app.client import DualStorageClient
 from dual_storage_app.exceptions import InvalidKey, NoPublicURL
-from dual_storage_app.localserver import LocalS3Server
 from dual_storage_app.storages import ExternalStorage, InternalStorage, weights_storage
+from dual_storage_app.testing.server import LocalS3Server
 from tests.conftest import EXTERNAL_SECRET, INTERNAL_SECRET
 from tests.http import fetch
 from tests.testapp.models import Upload

@@ -13,7 +13,7 @@ import pytest
 
 from dual_storage_app.client import DualStorageClient
 from dual_storage_app.exceptions import IntegrityError, InvalidArgument
-from dual_storage_app.transfer import MiB
+from dual_storage_app.store.transfer import MiB
 
 pytestmark = pytest.mark.real_s3
 

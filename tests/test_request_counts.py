@@ -31,9 +31,9 @@ from django.urls import reverse
 from pytest_django import Settings as SettingsWrapper
 
 from dual_storage_app.client import dual_storage
-from dual_storage_app.localserver import LocalS3Server
 from dual_storage_app.models import Artifact, Dataset, ModelWeight
-from dual_storage_app.transfer import PART_SIZE, MiB
+from dual_storage_app.store.transfer import PART_SIZE, MiB
+from dual_storage_app.testing.server import LocalS3Server
 from tests.conftest import real_settings
 from tests.requestlog import (
     COMPLETE_MULTIPART,

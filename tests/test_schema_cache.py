@@ -24,13 +24,13 @@ from django.core.files.base import ContentFile
 from moto import mock_aws
 from pytest_django import Settings as SettingsWrapper
 
-from dual_storage_app._schema_cache import SchemaCache, schema_cache
 from dual_storage_app.checks import check_configuration
 from dual_storage_app.client import DualStorageClient, clear_schema_cache, dual_storage
-from dual_storage_app.conf import load_config
+from dual_storage_app.config.loading import load_config
 from dual_storage_app.exceptions import AccessDenied, ConfigurationError, ObjectNotFound
-from dual_storage_app.localserver import LocalS3Server
 from dual_storage_app.models import ConfigSchema
+from dual_storage_app.store.schema_cache import SchemaCache, schema_cache
+from dual_storage_app.testing.server import LocalS3Server
 from tests.conftest import real_settings
 
 if TYPE_CHECKING:
@@ -309,7 +309,7 @@ def test_changing_settings_and_clear_empty_the_cache(
     settings.DUAL_STORAGE = MOTO_SETTINGS
     assert len(schema_cache) == 0
     moto_client.get_schema("fw")
-    dual_storage.reset()  # type: ignore[attr-defined]
+    dual_storage.reset()
     assert len(schema_cache) == 0
 
 

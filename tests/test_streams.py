@@ -1,39 +1,17 @@
-"""The hashing reader/writer and the atomic destination, without a server."""
+"""The hashing reader, the atomic destination and the transfer policy, without a server."""
 
 from __future__ import annotations
 
 import hashlib
 import io
-import os
-import random
 from pathlib import Path
 
 import pytest
 
-from dual_storage_app._streams import HashingReader, HashingWriter, atomic_destination, source_size
-from dual_storage_app.transfer import MAX_PARTS, MiB, guess_content_type, transfer_config
-
-
-def test_writer_hashes_out_of_order_parts_in_byte_order(tmp_path: Path) -> None:
-    data = os.urandom(3 * 1024 * 1024 + 17)
-    pieces = [(offset, data[offset : offset + 65536]) for offset in range(0, len(data), 65536)]
-    random.Random(7).shuffle(pieces)  # noqa: S311 - test data order
-    with (tmp_path / "f").open("w+b") as sink:
-        writer = HashingWriter(sink)
-        for offset, piece in pieces:
-            writer.seek(offset)
-            writer.write(piece)
-        assert writer.sha256 == hashlib.sha256(data).hexdigest()
-        assert writer.size == len(data)
-    assert (tmp_path / "f").read_bytes() == data
-
-
-def test_writer_with_a_gap_refuses_to_give_a_hash() -> None:
-    writer = HashingWriter(io.BytesIO())
-    writer.seek(10)
-    writer.write(b"late")
-    with pytest.raises(RuntimeError, match="gap"):
-        _ = writer.sha256
+from dual_storage_app.store.download import atomic_destination
+from dual_storage_app.store.hashing import HashingReader
+from dual_storage_app.store.transfer import MAX_PARTS, MiB, guess_content_type, transfer_config
+from dual_storage_app.store.upload import source_size
 
 
 def test_reader_fills_each_request_and_hashes_everything() -> None:

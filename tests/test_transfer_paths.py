@@ -16,13 +16,13 @@ from django.core.files.base import File
 from django.core.files.uploadedfile import SimpleUploadedFile, TemporaryUploadedFile
 from s3transfer.exceptions import RetriesExceededError
 
-from dual_storage_app._etags import ETagRecorder
-from dual_storage_app._parallel_hash import PrefixHasher, hash_fd
-from dual_storage_app._ranged_download import RangedDownload
-from dual_storage_app._streams import local_file
 from dual_storage_app.client import DualStorageClient
 from dual_storage_app.exceptions import IntegrityError
-from dual_storage_app.transfer import MiB
+from dual_storage_app.store.etags import ETagRecorder
+from dual_storage_app.store.hashing import PrefixHasher, hash_fd
+from dual_storage_app.store.ranged_download import RangedDownload
+from dual_storage_app.store.transfer import MiB
+from dual_storage_app.store.upload import regular_file_of
 
 # -- PrefixHasher / OffsetWriter ---------------------------------------------------
 
@@ -124,7 +124,7 @@ def _ranged(client: _ScriptedClient, path: Path, attempts: int = 3) -> tuple[int
             part_size=MiB,
             threads=4,
             attempts=attempts,
-            on_progress=heard.append,
+            on_contiguous=heard.append,
         ).run()
     return size, heard
 
@@ -173,51 +173,51 @@ def test_ranged_download_accepts_a_server_that_ignores_range(tmp_path: Path) -> 
     assert len(client.calls) == 1
 
 
-# -- local_file: which sources go by path ------------------------------------------
+# -- regular_file_of: which sources go by path ------------------------------------------
 
 
-def test_local_file_accepts_regular_files_read_from_the_start(tmp_path: Path) -> None:
+def test_regular_file_of_accepts_regular_files_read_from_the_start(tmp_path: Path) -> None:
     path = tmp_path / "weights.pth"
     path.write_bytes(b"w" * 1000)
     with path.open("rb") as plain:
-        found = local_file(plain)
+        found = regular_file_of(plain)
         assert found is not None
         assert (found.path, found.size) == (str(path), 1000)
         assert not found.changed()
     with path.open("rb") as wrapped:
-        assert local_file(File(wrapped)) is not None
+        assert regular_file_of(File(wrapped)) is not None
     upload = TemporaryUploadedFile("w.pth", "application/octet-stream", 3, None)
     upload.write(b"abc")
     upload.seek(0)
     try:
-        found = local_file(upload)
+        found = regular_file_of(upload)
         assert found is not None
         assert found.path == upload.temporary_file_path()
     finally:
         upload.close()
 
 
-def test_local_file_refuses_streams_partial_reads_and_pipes(tmp_path: Path) -> None:
+def test_regular_file_of_refuses_streams_partial_reads_and_pipes(tmp_path: Path) -> None:
     path = tmp_path / "f"
     path.write_bytes(b"0123456789")
-    assert local_file(io.BytesIO(b"abc")) is None
-    assert local_file(SimpleUploadedFile("a.bin", b"abc")) is None
+    assert regular_file_of(io.BytesIO(b"abc")) is None
+    assert regular_file_of(SimpleUploadedFile("a.bin", b"abc")) is None
     with path.open("rb") as moved:
         moved.read(3)
-        assert local_file(moved) is None  # only the rest would be uploaded
+        assert regular_file_of(moved) is None  # only the rest would be uploaded
     read_end, write_end = os.pipe()
     with os.fdopen(read_end, "rb") as pipe, os.fdopen(write_end, "wb"):
-        assert local_file(pipe) is None
+        assert regular_file_of(pipe) is None
     with path.open("rb") as renamed:
         path.rename(tmp_path / "elsewhere")
-        assert local_file(renamed) is None  # its name no longer leads to it
+        assert regular_file_of(renamed) is None  # its name no longer leads to it
 
 
-def test_local_file_notices_a_write(tmp_path: Path) -> None:
+def test_regular_file_of_notices_a_write(tmp_path: Path) -> None:
     path = tmp_path / "f"
     path.write_bytes(b"before")
     with path.open("rb") as source:
-        found = local_file(source)
+        found = regular_file_of(source)
         assert found is not None
         with path.open("ab") as appender:
             appender.write(b" and after")

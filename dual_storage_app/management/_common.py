@@ -3,35 +3,45 @@
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 from collections.abc import Iterable, Iterator, Mapping
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 from typing import Any, cast
 
 from django.core.files.base import File
 from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.template.defaultfilters import filesizeformat
+from tqdm import tqdm
 
 from dual_storage_app.client import dual_storage
-from dual_storage_app.conf import ArtifactKind
 from dual_storage_app.exceptions import DualStorageError
+from dual_storage_app.kinds import KINDS, ArtifactKind
 from dual_storage_app.models import ARTIFACT_MODELS, Artifact
 from dual_storage_app.store import Store
-from dual_storage_app.transfer import reporting_progress
 
-from ._progress import ProgressBar
+from ._progress import transfer_progress
 
-KINDS: tuple[ArtifactKind, ...] = ("weights", "checkpoints", "schemas", "datasets")
-MODELS: dict[str, type[Artifact]] = {model.kind: model for model in ARTIFACT_MODELS}
 # Kind-specific model fields, shown in output when the row has them.
 _EXTRA_FIELDS = ("framework", "job_id", "epoch", "metrics", "description")
 
 
-def locate(kind: str) -> tuple[Store, str]:
-    """The store and bucket of ``kind`` (one of :data:`KINDS`, checked by argparse)."""
+def store_and_bucket(kind: str) -> tuple[Store, str]:
+    """The store and bucket of ``kind`` (one of :data:`KINDS`, checked by argparse);
+    a configuration error becomes a ``CommandError``."""
     with command_errors():
         return dual_storage.locate(cast(ArtifactKind, kind))
+
+
+def format_size(size: int) -> str:
+    """``3000`` -> ``2.9 KB``: Django's ``filesizeformat``, the admin's formatter (1 KB =
+    1,024 bytes), with a plain space for a terminal's columns."""
+    return str(filesizeformat(size)).replace("\xa0", " ")
+
+
+def size_text(size: int) -> str:
+    """``3000`` -> ``2.9 KB (3000 bytes)``."""
+    return f"{format_size(size)} ({size} bytes)"
 
 
 def positive_int(text: str) -> int:
@@ -45,15 +55,6 @@ def positive_int(text: str) -> int:
     return value
 
 
-def sha256_of(path: Path) -> str:
-    """SHA-256 of a local file, read in 1 MiB blocks."""
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        while block := handle.read(1024 * 1024):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def check_json(path: Path) -> None:
     """Refuse a schema file that is not valid JSON before anything is uploaded."""
     try:
@@ -62,7 +63,8 @@ def check_json(path: Path) -> None:
         raise CommandError(f"Schema file {str(path)!r} is not valid JSON: {exc}.") from exc
 
 
-def local_file(path: Path) -> Path:
+def existing_file(path: Path) -> Path:
+    """``path``, refused with a ``CommandError`` unless it is a file."""
     if not path.is_file():
         raise CommandError(f"{str(path)!r} is not a file.")
     return path
@@ -143,7 +145,7 @@ class StorageCommand(BaseCommand):
         self, kind: str, pk: int | None, key: str | None, *, required: bool
     ) -> Artifact | None:
         """The row with ``pk`` or ``key``; ``None`` for an unknown key unless ``required``."""
-        model = MODELS[kind]
+        model = ARTIFACT_MODELS[cast(ArtifactKind, kind)]
         manager: Any = model._default_manager
         row = cast(
             "Artifact | None",
@@ -168,22 +170,20 @@ class StorageCommand(BaseCommand):
         if not self.json_output:
             self.stdout.write(line)
 
-    def progress(self, label: str, total: int | None) -> ProgressBar:
-        return ProgressBar.for_terminal(self.stdout, label, total, quiet=self.json_output)
+    def progress(self, label: str, total: int | None) -> AbstractContextManager[tqdm[None]]:
+        """A progress bar (terminal only, never with ``--json``) fed by the transfers
+        started inside the block."""
+        return transfer_progress(self.stdout, label, total, quiet=self.json_output)
 
     def store_file(self, artifact: Artifact, path: Path) -> None:
         """Upload ``path`` through the model (size, SHA-256 and ETag measured on the way)
         and save the row, with a progress bar on a terminal.
 
         The open file itself is handed over, so the store uploads it by path (parts read
-        from disk in parallel, memory flat); the bar hears the bytes sent through
-        :func:`~dual_storage_app.transfer.reporting_progress`.
+        from disk in parallel, memory flat); the bar hears the bytes sent.
         """
         with command_errors(), path.open("rb") as handle:
             size = path.stat().st_size
-            with (
-                self.progress(f"Uploading {path.name}", size) as bar,
-                reporting_progress(bar.advance),
-            ):
+            with self.progress(f"Uploading {path.name}", size):
                 artifact.file.save(path.name, File(handle, name=path.name), False)
                 artifact.save()  # the upload happens here, with the row's INSERT

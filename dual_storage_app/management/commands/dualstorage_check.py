@@ -13,7 +13,12 @@ from typing import Any
 from django.core.management.base import CommandError
 
 from dual_storage_app.exceptions import DualStorageError, IntegrityError
-from dual_storage_app.management._common import KINDS, StorageCommand, locate, without_secrets
+from dual_storage_app.kinds import KINDS
+from dual_storage_app.management._common import (
+    StorageCommand,
+    store_and_bucket,
+    without_secrets,
+)
 from dual_storage_app.store import Store
 
 PROBE_PREFIX = "_dualstorage_check"
@@ -83,7 +88,7 @@ class Command(StorageCommand):
     def handle(self, *args: Any, **options: Any) -> None:
         targets: dict[tuple[str, str], Store] = {}
         for kind in KINDS:
-            store, bucket = locate(kind)
+            store, bucket = store_and_bucket(kind)
             targets.setdefault((store.name, bucket), store)
         # In parallel: an unreachable store costs one connect timeout, not one per bucket.
         with ThreadPoolExecutor(max_workers=len(targets)) as pool:

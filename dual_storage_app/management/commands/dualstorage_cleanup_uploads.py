@@ -14,10 +14,14 @@ from typing import Any
 
 from django.core.management.base import CommandError, CommandParser
 
-from dual_storage_app._errors import translated
-from dual_storage_app.exceptions import DualStorageError, ObjectNotFound
-from dual_storage_app.management._common import KINDS, StorageCommand, locate, without_secrets
-from dual_storage_app.store import Store
+from dual_storage_app.exceptions import DualStorageError
+from dual_storage_app.kinds import KINDS
+from dual_storage_app.management._common import (
+    StorageCommand,
+    store_and_bucket,
+    without_secrets,
+)
+from dual_storage_app.store import MultipartUpload, Store
 
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 _DURATION = re.compile(r"^\s*(\d+)\s*([smhd]?)\s*$", re.IGNORECASE)
@@ -46,37 +50,35 @@ def human_age(seconds: float) -> str:
 
 
 def stale_uploads(store: Store, bucket: str, now: datetime) -> list[dict[str, Any]]:
-    """Every incomplete multipart upload in ``bucket``, oldest first, page by page."""
-    found: list[dict[str, Any]] = []
-    with translated(store.config, "list multipart uploads", bucket):
-        paginator = store.client.get_paginator("list_multipart_uploads")
-        for page in paginator.paginate(Bucket=bucket):
-            for upload in page.get("Uploads", []):
-                initiated = upload.get("Initiated")
-                age = (now - initiated).total_seconds() if initiated else None
-                found.append(
-                    {
-                        "store": store.name,
-                        "bucket": bucket,
-                        "key": upload.get("Key", ""),
-                        "upload_id": upload.get("UploadId", ""),
-                        "initiated": initiated.isoformat() if initiated else None,
-                        "age_seconds": None if age is None else max(0, round(age)),
-                    }
-                )
+    """Every incomplete multipart upload in ``bucket``, oldest first, as report rows."""
+    found = [
+        {
+            "store": upload.store,
+            "bucket": upload.bucket,
+            "key": upload.key,
+            "upload_id": upload.upload_id,
+            "initiated": upload.initiated.isoformat() if upload.initiated else None,
+            "age_seconds": (
+                None
+                if upload.initiated is None
+                else max(0, round((now - upload.initiated).total_seconds()))
+            ),
+        }
+        for upload in store.multipart_uploads(bucket)
+    ]
     return sorted(found, key=lambda u: -(u["age_seconds"] or 0))
 
 
 def abort(store: Store, upload: dict[str, Any]) -> str:
     """Abort one upload; ``"aborted"``, or ``"gone"`` if it completed or was aborted since."""
-    try:
-        with translated(store.config, "abort a multipart upload", upload["bucket"], upload["key"]):
-            store.client.abort_multipart_upload(
-                Bucket=upload["bucket"], Key=upload["key"], UploadId=upload["upload_id"]
-            )
-    except ObjectNotFound:  # NoSuchUpload: nothing left to clean
-        return "gone"
-    return "aborted"
+    target = MultipartUpload(
+        store=store.name,
+        bucket=upload["bucket"],
+        key=upload["key"],
+        upload_id=upload["upload_id"],
+        initiated=None,
+    )
+    return "aborted" if store.abort_multipart_upload(target) else "gone"
 
 
 class Command(StorageCommand):
@@ -101,7 +103,7 @@ class Command(StorageCommand):
     def handle(self, *args: Any, older_than: int, dry_run: bool, **options: Any) -> None:
         targets: dict[tuple[str, str], Store] = {}
         for kind in KINDS:
-            store, bucket = locate(kind)
+            store, bucket = store_and_bucket(kind)
             targets.setdefault((store.name, bucket), store)
         now = datetime.now(timezone.utc)
         uploads: list[dict[str, Any]] = []

@@ -8,8 +8,12 @@ from typing import Any
 
 from django.core.management.base import CommandParser
 
-from dual_storage_app.management._common import StorageCommand, command_errors, locate
-from dual_storage_app.management._progress import human_size, watch_partial_download
+from dual_storage_app.management._common import (
+    StorageCommand,
+    command_errors,
+    size_text,
+    store_and_bucket,
+)
 
 
 class Command(StorageCommand):
@@ -33,13 +37,11 @@ class Command(StorageCommand):
         if dest.is_dir():
             dest = dest / posixpath.basename(key)
         expected = row.sha256 if row is not None and row.sha256 else None
+        store, bucket = store_and_bucket(kind)
         with command_errors():
-            store, bucket = locate(kind)
             total = row.size if row is not None else store.head(bucket, key).size
-            with self.progress(f"Downloading {dest.name}", total) as bar:
-                with watch_partial_download(dest, bar):
-                    result = store.download(bucket, key, dest, expected_sha256=expected)
-                bar.update_to(result.size)
+            with self.progress(f"Downloading {dest.name}", total):
+                result = store.download(bucket, key, dest, expected_sha256=expected)
         self.emit(
             {
                 "id": row.pk if row is not None else None,
@@ -54,7 +56,7 @@ class Command(StorageCommand):
             },
             [
                 self.style.SUCCESS(f"Downloaded {result.key} to {dest}."),
-                f"size:   {human_size(result.size)} ({result.size} bytes)",
+                f"size:   {size_text(result.size)}",
                 f"sha256: {result.sha256}"
                 + (" (verified)" if expected else " (no row: not verified)"),
             ],

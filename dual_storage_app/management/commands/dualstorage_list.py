@@ -7,16 +7,16 @@ from typing import Any
 
 from django.core.management.base import CommandParser
 
+from dual_storage_app.kinds import ArtifactKind
 from dual_storage_app.management._common import (
-    MODELS,
     StorageCommand,
     artifact_data,
     command_errors,
-    locate,
+    format_size,
     positive_int,
+    store_and_bucket,
 )
-from dual_storage_app.management._progress import human_size
-from dual_storage_app.models import Artifact
+from dual_storage_app.models import ARTIFACT_MODELS, Artifact
 
 
 class Command(StorageCommand):
@@ -37,18 +37,18 @@ class Command(StorageCommand):
         )
 
     def handle(
-        self, *args: Any, kind: str, prefix: str, limit: int, store: bool, **options: Any
+        self, *args: Any, kind: ArtifactKind, prefix: str, limit: int, store: bool, **options: Any
     ) -> None:
         if store:
             self._list_store(kind, prefix, limit)
         else:
             self._list_rows(kind, prefix, limit)
 
-    def _list_rows(self, kind: str, prefix: str, limit: int) -> None:
-        manager: Any = MODELS[kind]._default_manager
+    def _list_rows(self, kind: ArtifactKind, prefix: str, limit: int) -> None:
+        manager: Any = ARTIFACT_MODELS[kind]._default_manager
         rows: list[Artifact] = list(manager.filter(file__startswith=prefix)[:limit])
         lines = [
-            f"{row.pk:>6}  {row.name[:30]:<30}  {human_size(row.size):>10}  "
+            f"{row.pk:>6}  {row.name[:30]:<30}  {format_size(row.size):>10}  "
             f"{row.sha256[:12]:<12}  {row.created_at:%Y-%m-%d %H:%M}  {row.key}"
             for row in rows
         ]
@@ -59,7 +59,7 @@ class Command(StorageCommand):
         )
 
     def _list_store(self, kind: str, prefix: str, limit: int) -> None:
-        store, bucket = locate(kind)
+        store, bucket = store_and_bucket(kind)
         with command_errors():
             objects = list(itertools.islice(store.list(bucket, prefix), limit))
         items = [
@@ -72,7 +72,7 @@ class Command(StorageCommand):
             for o in objects
         ]
         lines = [
-            f"{human_size(o.size):>10}  "
+            f"{format_size(o.size):>10}  "
             f"{(o.last_modified.strftime('%Y-%m-%d %H:%M') if o.last_modified else '-'):<16}  "
             f"{o.key}"
             for o in objects

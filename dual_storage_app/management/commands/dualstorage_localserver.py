@@ -7,10 +7,22 @@ import threading
 from pathlib import Path
 from typing import Any
 
+from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from dual_storage_app.client import dual_storage
-from dual_storage_app.localserver import embedded_server_for_internal_store
+from dual_storage_app.testing.server import LocalS3Server, embedded_server_for
+
+
+def embedded_server(data_dir: Path | None = None) -> LocalS3Server:
+    """The embedded server for the configured internal endpoint and credentials, keeping
+    its data in ``data_dir`` (default: ``settings.DUAL_STORAGE_LOCAL_DATA_DIR`` or
+    ``./var/seaweedfs``)."""
+    config = dual_storage.config.internal
+    default = getattr(settings, "DUAL_STORAGE_LOCAL_DATA_DIR", Path.cwd() / "var" / "seaweedfs")
+    return embedded_server_for(
+        config.endpoint_url, config.access_key, config.secret_key, Path(data_dir or default)
+    )
 
 
 class Command(BaseCommand):
@@ -30,7 +42,7 @@ class Command(BaseCommand):
 
     def handle(self, *args: Any, data_dir: Path | None, **options: Any) -> None:
         try:
-            server = embedded_server_for_internal_store(data_dir)
+            server = embedded_server(data_dir)
             server.start()
         except (ValueError, RuntimeError, TimeoutError, FileNotFoundError) as exc:
             raise CommandError(str(exc)) from exc

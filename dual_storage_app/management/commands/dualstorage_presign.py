@@ -8,8 +8,11 @@ from typing import Any
 from django.core.management.base import CommandError, CommandParser
 from django.utils import timezone
 
-from dual_storage_app.management._common import KINDS, StorageCommand, command_errors, locate
-from dual_storage_app.transfer import MAX_PRESIGN_SECONDS, validate_expiry
+from dual_storage_app.kinds import KINDS, REGISTRY, ArtifactKind, kinds_on
+from dual_storage_app.management._common import StorageCommand, command_errors, store_and_bucket
+from dual_storage_app.store.transfer import MAX_PRESIGN_SECONDS, validate_expiry
+
+_EXTERNAL_KINDS = kinds_on("external")
 
 
 class Command(StorageCommand):
@@ -31,8 +34,8 @@ class Command(StorageCommand):
         parser.add_argument(
             "--kind",
             choices=KINDS,
-            default="datasets",
-            help="Only 'datasets' is allowed; internal kinds are refused.",
+            default=_EXTERNAL_KINDS[0],
+            help=f"Only {', '.join(_EXTERNAL_KINDS)} (external store); internal kinds are refused.",
         )
 
     def handle(
@@ -41,10 +44,10 @@ class Command(StorageCommand):
         id: int | None,
         key: str | None,
         expires: int,
-        kind: str,
+        kind: ArtifactKind,
         **options: Any,
     ) -> None:
-        if kind != "datasets":
+        if REGISTRY[kind].is_internal:
             raise CommandError(
                 f"Internal artifacts ({kind}) never get a URL: they stay on the private "
                 f"internal store. Fetch one with `manage.py dualstorage_download {kind} "
@@ -52,7 +55,7 @@ class Command(StorageCommand):
             )
         row = self.find_artifact(kind, id, key, required=False)
         key = row.key if row is not None else str(key)
-        store, bucket = locate(kind)
+        store, bucket = store_and_bucket(kind)
         with command_errors():
             validate_expiry(expires, store=store.name, bucket=bucket, key=key)
             if row is None:  # an unknown key: make sure it exists before handing out a URL

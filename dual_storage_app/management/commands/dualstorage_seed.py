@@ -8,15 +8,15 @@ from typing import Any
 from django.core.management.base import CommandError, CommandParser
 
 from dual_storage_app.client import schema_key
+from dual_storage_app.kinds import ArtifactKind
 from dual_storage_app.management._common import (
-    MODELS,
     StorageCommand,
     artifact_data,
     check_json,
     command_errors,
-    sha256_of,
 )
-from dual_storage_app.models import Artifact
+from dual_storage_app.models import ARTIFACT_MODELS, Artifact
+from dual_storage_app.store.hashing import hash_file
 
 ACTIONS = ("created", "replaced", "skipped")
 
@@ -25,7 +25,7 @@ def _visible(path: Path, root: Path) -> bool:
     return path.is_file() and not any(p.startswith(".") for p in path.relative_to(root).parts)
 
 
-def plan(folder: Path) -> list[tuple[str, str, Path]]:
+def plan(folder: Path) -> list[tuple[ArtifactKind, str, Path]]:
     """``(kind, name or framework, path)`` for every file the folder convention picks."""
     if not folder.is_dir():
         raise CommandError(f"{str(folder)!r} is not a directory.")
@@ -34,7 +34,7 @@ def plan(folder: Path) -> list[tuple[str, str, Path]]:
         raise CommandError(
             f"Nothing to seed in {str(folder)!r}: expected a weights/ or schemas/ folder in it."
         )
-    items = [
+    items: list[tuple[ArtifactKind, str, Path]] = [
         ("weights", path.relative_to(weights).as_posix(), path)
         for path in sorted(weights.rglob("*"))
         if _visible(path, weights)
@@ -78,21 +78,21 @@ class Command(StorageCommand):
             [self.style.SUCCESS(f"Seeded {folder}: {summary}.")],
         )
 
-    def _seed_one(self, kind: str, ident: str, path: Path) -> tuple[str, Artifact]:
+    def _seed_one(self, kind: ArtifactKind, ident: str, path: Path) -> tuple[str, Artifact]:
         """Skip, replace or create the row for one file; returns the action and the row.
 
         The local file is hashed only when a row of the same name and size exists, so a
         new file is read once (by the upload, which hashes it in the same pass)."""
         lookup = {"framework": ident} if kind == "schemas" else {"name": ident}
-        rows: Any = MODELS[kind]._default_manager.filter(**lookup)
+        rows: Any = ARTIFACT_MODELS[kind]._default_manager.filter(**lookup)
         candidates: Any = rows.filter(size=path.stat().st_size)
         if candidates.exists():
-            same: Artifact | None = candidates.filter(sha256=sha256_of(path)).first()
+            same: Artifact | None = candidates.filter(sha256=hash_file(path)).first()
             if same is not None:
                 return "skipped", same
         row: Artifact | None = rows.order_by("-created_at", "-pk").first()
         action = "replaced" if row is not None else "created"
         if row is None:
-            row = MODELS[kind](**{"name": ident, **lookup})
+            row = ARTIFACT_MODELS[kind](**{"name": ident, **lookup})
         self.store_file(row, path)
         return action, row

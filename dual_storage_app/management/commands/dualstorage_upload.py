@@ -10,16 +10,16 @@ from typing import Any
 from django.core.management.base import CommandError, CommandParser
 
 from dual_storage_app.client import schema_key
+from dual_storage_app.kinds import ArtifactKind
 from dual_storage_app.management._common import (
-    MODELS,
     StorageCommand,
     artifact_data,
     check_json,
     command_errors,
-    local_file,
+    existing_file,
+    size_text,
 )
-from dual_storage_app.management._progress import human_size
-from dual_storage_app.models import Artifact, ConfigSchema
+from dual_storage_app.models import ARTIFACT_MODELS, Artifact, ConfigSchema
 
 # Options that only make sense for some kinds, and those a kind cannot do without.
 _ALLOWED = {
@@ -66,9 +66,11 @@ class Command(StorageCommand):
             "--metrics", type=_metrics, help="Checkpoints: a JSON object, e.g. '{\"loss\": 0.1}'."
         )
 
-    def handle(self, *args: Any, kind: str, path: Path, name: str | None, **options: Any) -> None:
+    def handle(
+        self, *args: Any, kind: ArtifactKind, path: Path, name: str | None, **options: Any
+    ) -> None:
         fields = self._kind_fields(kind, options)
-        local_file(path)
+        existing_file(path)
         if kind == "schemas":
             check_json(path)
         artifact, replaced = self._row(kind, fields)
@@ -82,13 +84,13 @@ class Command(StorageCommand):
                 self.style.SUCCESS(f"{verb} {artifact._meta.verbose_name} #{artifact.pk}."),
                 f"key:    {artifact.key}",
                 f"bucket: {artifact.bucket} ({artifact.store_name} store)",
-                f"size:   {human_size(artifact.size)} ({artifact.size} bytes)",
+                f"size:   {size_text(artifact.size)}",
                 f"sha256: {artifact.sha256}",
             ],
         )
 
     @staticmethod
-    def _kind_fields(kind: str, options: dict[str, Any]) -> dict[str, Any]:
+    def _kind_fields(kind: ArtifactKind, options: dict[str, Any]) -> dict[str, Any]:
         given = {f: options[f] for f in ("framework", "job_id", "epoch", "metrics")}
         given = {f: v for f, v in given.items() if v is not None}
         for field in sorted(set(given) - _ALLOWED[kind]):
@@ -102,10 +104,10 @@ class Command(StorageCommand):
         return given
 
     @staticmethod
-    def _row(kind: str, fields: dict[str, Any]) -> tuple[Artifact, bool]:
+    def _row(kind: ArtifactKind, fields: dict[str, Any]) -> tuple[Artifact, bool]:
         """A new row, or for a schema of a known framework that framework's row."""
         if kind == "schemas":
             existing = ConfigSchema.objects.filter(framework=fields["framework"]).first()
             if existing is not None:
                 return existing, True
-        return MODELS[kind](**fields), False
+        return ARTIFACT_MODELS[kind](**fields), False

@@ -2,21 +2,18 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 from django.core.management.base import CommandError, CommandParser
 
-from dual_storage_app._object_stream import hash_object, safe_reason
-from dual_storage_app._object_stream import locate as locate_artifact
 from dual_storage_app.exceptions import DualStorageError, ObjectNotFound
+from dual_storage_app.kinds import KINDS, ArtifactKind
 from dual_storage_app.management._common import (
-    KINDS,
-    MODELS,
     StorageCommand,
     command_errors,
-    locate,
+    store_and_bucket,
 )
-from dual_storage_app.models import Artifact
+from dual_storage_app.models import ARTIFACT_MODELS, Artifact
 
 
 class Command(StorageCommand):
@@ -48,7 +45,7 @@ class Command(StorageCommand):
         problems: list[dict[str, Any]] = []
         checked = 0
         for kind in kinds or KINDS:
-            manager: Any = MODELS[kind]._default_manager
+            manager: Any = ARTIFACT_MODELS[cast(ArtifactKind, kind)]._default_manager
             for row in manager.order_by("pk").iterator():
                 checked += 1
                 problem = self._check(row, quick=quick)
@@ -69,24 +66,24 @@ class Command(StorageCommand):
 
     def _check(self, row: Artifact, *, quick: bool) -> str | None:
         try:
+            store, bucket = row.location()
             if quick:
-                store, bucket = locate_artifact(row)
                 info = store.head(bucket, row.key)
                 if info.size != row.size or (row.etag and info.etag != row.etag):
                     return f"changed in the store (size {info.size}, ETag {info.etag})"
                 return None
-            size, sha256 = hash_object(row)
+            size, sha256 = store.hash_object(bucket, row.key)
         except ObjectNotFound:
             return "missing: no object at its key"
         except DualStorageError as exc:
-            return safe_reason(exc, row)
+            return row.describe_failure(exc)
         if (size, sha256) != (row.size, row.sha256):
             return f"changed in the store (size {size}, SHA-256 {sha256[:12]})"
         return None
 
     def _orphans(self, kind: str) -> list[dict[str, Any]]:
-        store, bucket = locate(kind)
-        manager: Any = MODELS[kind]._default_manager
+        store, bucket = store_and_bucket(kind)
+        manager: Any = ARTIFACT_MODELS[cast(ArtifactKind, kind)]._default_manager
         known = set(manager.values_list("file", flat=True))
         found: list[dict[str, Any]] = []
         with command_errors():

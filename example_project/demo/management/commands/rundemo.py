@@ -25,7 +25,8 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from dual_storage_app.client import dual_storage
 from dual_storage_app.exceptions import DualStorageError
-from dual_storage_app.localserver import embedded_server_for_internal_store, is_listening
+from dual_storage_app.management.commands.dualstorage_localserver import embedded_server
+from dual_storage_app.testing.server import is_listening
 from dual_storage_app.models import (
     Artifact,
     ConfigSchema,
@@ -104,7 +105,7 @@ class Command(BaseCommand):
             self.stdout.write(f"S3 server already listening on {config.endpoint_url}; using it.")
             return
         try:
-            server = embedded_server_for_internal_store()
+            server = embedded_server()
             self.stdout.write(
                 f"Starting the embedded S3 server (SeaweedFS) on {config.endpoint_url} ..."
             )

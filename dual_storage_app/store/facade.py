@@ -1,10 +1,11 @@
-"""One S3-compatible store: a shared boto3 client and the operations the app needs.
+"""One S3-compatible store: the only object in the package that talks to S3.
 
-A :class:`Store` is bucket-agnostic; the client maps artifact kinds to buckets. Every
-operation validates its key first, streams with bounded memory, and raises the app's
-own exceptions. boto3 clients are thread-safe, so one client per store is shared by all
-threads; it is created lazily, under a lock, from its own boto3 session (sessions are
-not thread-safe).
+A :class:`Store` is bucket-agnostic; the client maps artifact kinds to buckets. Each
+public operation validates its key once, before any request, then hands a boto3 client
+and the store's configuration to the module that does the work (:mod:`.upload`,
+:mod:`.download`, :mod:`.integrity`, :mod:`.streaming`, :mod:`.presign`), and raises
+the app's own exceptions (:mod:`.errors`). boto3 clients are thread-safe, so one client
+per store is shared by all threads; it is created lazily, under a lock (:mod:`.clients`).
 """
 
 from __future__ import annotations
@@ -15,18 +16,22 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO
 
-from . import _integrity, _uploads
-from ._clients import make_client
-from ._downloads import download_to_descriptor, download_to_stream
-from ._errors import translated
-from ._etags import ETagRecorder
-from ._presign import Presigner
-from ._streams import Readable, atomic_destination, has_descriptor, local_file
-from .conf import StoreConfig
-from .exceptions import InvalidArgument, NoPublicURL, ObjectNotFound
-from .keys import validate_key, validate_prefix
-from .objects import ObjectInfo, TransferResult
+from botocore.exceptions import ClientError
+
+from ..config.stores import StoreConfig
+from ..exceptions import InvalidArgument, NoPublicURL, ObjectNotFound
+from ..keys import validate_key, validate_prefix
+from .clients import make_client
+from .download import atomic_destination, download_to_descriptor, has_descriptor
+from .errors import translated
+from .etags import ETagRecorder
+from .hashing import Readable, hash_chunks
+from .integrity import check_sha256, record_sha256, recorded_sha256
+from .objects import MultipartUpload, ObjectInfo, TransferResult
+from .presign import Presigner
+from .streaming import ObjectStream
 from .transfer import guess_content_type, validate_expiry
+from .upload import regular_file_of, upload_local_file, upload_stream
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
@@ -55,7 +60,7 @@ class Store:
         if self._client is None:
             with self._lock:
                 if self._client is None:
-                    self._client = self._make_client(self.config.endpoint_url)
+                    self._client = make_client(self.config, self.config.endpoint_url)
         return self._client
 
     def _etags(self) -> ETagRecorder:
@@ -69,9 +74,6 @@ class Store:
                     recorder = self._etag_recorder = ETagRecorder(client)
         return recorder
 
-    def _make_client(self, endpoint_url: str, *, path_style: bool = False) -> S3Client:
-        return make_client(self.config, endpoint_url, path_style=path_style)
-
     def _presigner(self) -> S3Client:
         """A client signing against the public endpoint; signing makes no request."""
         public = self.config.public_endpoint_url
@@ -81,7 +83,7 @@ class Store:
             with self._lock:
                 if self._presign_client is None:
                     # A custom public host serves /bucket/key; never prepend the bucket.
-                    self._presign_client = self._make_client(public, path_style=True)
+                    self._presign_client = make_client(self.config, public, path_style=True)
         return self._presign_client
 
     def _link_signer(self) -> Presigner:
@@ -93,7 +95,7 @@ class Store:
                     self._links = Presigner(client, self.config)
         return self._links
 
-    # -- operations ------------------------------------------------------------
+    # -- uploads ---------------------------------------------------------------
 
     def upload(
         self,
@@ -113,32 +115,39 @@ class Store:
         own plus one that records the SHA-256 tag: no HEAD before or after.
         """
         key = validate_key(key, store=self.name, bucket=bucket)
+        return self._upload(bucket, key, source, content_type)
+
+    def upload_file(
+        self, bucket: str, key: str, path: Path, *, content_type: str | None = None
+    ) -> TransferResult:
+        """Upload a local file (the key is validated before the file is opened)."""
+        key = validate_key(key, store=self.name, bucket=bucket)
+        with Path(path).open("rb") as source:
+            return self._upload(bucket, key, source, content_type)
+
+    def _upload(
+        self, bucket: str, key: str, source: Readable, content_type: str | None
+    ) -> TransferResult:
         content_type = content_type or guess_content_type(key)
         extra = {"ContentType": content_type}
-        local = local_file(source)
+        client, local = self.client, regular_file_of(source)
         with self._etags().waiting_for(bucket, key) as etag:
             if local is not None:
-                size, sha256 = _uploads.upload_local_file(self, bucket, key, local, extra)
+                size, sha256 = upload_local_file(client, self.config, bucket, key, local, extra)
             else:
-                size, sha256 = _uploads.upload_stream(self, bucket, key, source, extra)
-        _integrity.record(self, bucket, key, sha256)
+                size, sha256 = upload_stream(client, self.config, bucket, key, source, extra)
+        record_sha256(client, self.config, bucket, key, sha256)
         return TransferResult(
             self.name,
             bucket,
             key,
             size,
             sha256,
-            etag[0] if etag[0] is not None else self.head(bucket, key).etag,
+            etag[0] if etag[0] is not None else self._head(bucket, key).etag,
             content_type,
         )
 
-    def upload_file(
-        self, bucket: str, key: str, path: Path, *, content_type: str | None = None
-    ) -> TransferResult:
-        """Upload a local file (validated before the file is opened)."""
-        key = validate_key(key, store=self.name, bucket=bucket)
-        with Path(path).open("rb") as source:
-            return self.upload(bucket, key, source, content_type=content_type)
+    # -- downloads and reads ---------------------------------------------------
 
     def download(
         self,
@@ -154,12 +163,12 @@ class Store:
         when complete and verified against ``expected_sha256`` or, when not given, the
         SHA-256 recorded at upload: a failed or corrupt download leaves no file and an
         existing ``dest`` untouched. With ``expected_sha256`` (an artifact row knows it)
-        the download is GET requests only: s3transfer learns the size from the first
-        ranged GET, so there is no HEAD.
+        the download is GET requests only: the first ranged GET tells the size, so there
+        is no HEAD.
         """
         key = validate_key(key, store=self.name, bucket=bucket)
         with atomic_destination(Path(dest)) as tmp_file:
-            return self.read_into(bucket, key, tmp_file, expected_sha256=expected_sha256)
+            return self._read_into(bucket, key, tmp_file, expected_sha256)
 
     def read_into(
         self,
@@ -169,28 +178,78 @@ class Store:
         *,
         expected_sha256: str | None = None,
     ) -> TransferResult:
-        """Stream ``bucket/key`` into ``sink`` (ranged GETs in parallel), then verify it
-        as :meth:`download` does (``sink`` must be ``w+b``); ``sink`` is left at its end."""
+        """Stream ``bucket/key`` into ``sink``, a real file opened ``w+b`` (parallel
+        ranged GETs written at their offsets), then verify it as :meth:`download` does;
+        ``sink`` is left at its end."""
         key = validate_key(key, store=self.name, bucket=bucket)
-        expected = expected_sha256 or _integrity.recorded(self, bucket, key)
+        if not has_descriptor(sink):
+            raise InvalidArgument(
+                f"Cannot download {key!r} into {type(sink).__name__}: the sink must be a "
+                "file with a descriptor (open(..., 'w+b') or tempfile.TemporaryFile()).",
+                store=self.name,
+                bucket=bucket,
+                key=key,
+            )
+        return self._read_into(bucket, key, sink, expected_sha256)
+
+    def _read_into(
+        self, bucket: str, key: str, sink: BinaryIO, expected_sha256: str | None
+    ) -> TransferResult:
+        client = self.client
+        expected = expected_sha256 or recorded_sha256(client, self.config, bucket, key)
         with translated(self.config, "download", bucket, key):
-            if has_descriptor(sink):
-                size, sha256 = download_to_descriptor(self.client, bucket, key, sink)
-            else:
-                size, sha256 = download_to_stream(self.client, bucket, key, sink)
+            size, sha256 = download_to_descriptor(client, bucket, key, sink)
         result = TransferResult(self.name, bucket, key, size, sha256, "")
-        _integrity.check(self, result, expected)
+        check_sha256(self.config, result, expected)
         return result
 
-    def get_bytes(self, bucket: str, key: str) -> bytes:
-        """Read a small object whole (schemas); large objects go through :meth:`download`."""
+    def read_object(self, bucket: str, key: str) -> tuple[bytes, str]:
+        """``(bytes, etag)`` of a small object read whole (schemas); large objects go
+        through :meth:`download`."""
         key = validate_key(key, store=self.name, bucket=bucket)
         with translated(self.config, "read", bucket, key):
             response = self.client.get_object(Bucket=bucket, Key=key)
-            return response["Body"].read()
+            return bytes(response["Body"].read()), response.get("ETag", "").strip('"')
+
+    def read_object_if_changed(self, bucket: str, key: str, etag: str) -> tuple[bytes, str] | None:
+        """As :meth:`read_object`, but ``None`` (a 304, no body) while the object's ETag
+        is still ``etag``."""
+        key = validate_key(key, store=self.name, bucket=bucket)
+        quoted = '"' + etag.strip('"') + '"'
+        with translated(self.config, "read", bucket, key):
+            try:
+                response = self.client.get_object(Bucket=bucket, Key=key, IfNoneMatch=quoted)
+            except ClientError as exc:
+                status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+                if status == 304:  # botocore raises it; not an error
+                    return None
+                raise
+            return bytes(response["Body"].read()), response.get("ETag", "").strip('"')
+
+    def get_bytes(self, bucket: str, key: str) -> bytes:
+        """The bytes of a small object read whole."""
+        return self.read_object(bucket, key)[0]
+
+    def open_stream(self, bucket: str, key: str) -> ObjectStream:
+        """An open GET of ``bucket/key`` to iterate in 1 MiB chunks (then ``close()``)."""
+        key = validate_key(key, store=self.name, bucket=bucket)
+        return ObjectStream(self.client, self.config, bucket, key)
+
+    def hash_object(self, bucket: str, key: str) -> tuple[int, str]:
+        """``(size, sha256)`` of the stored bytes, read once and discarded as they pass."""
+        stream = self.open_stream(bucket, key)
+        try:
+            return hash_chunks(stream)
+        finally:
+            stream.close()
+
+    # -- metadata --------------------------------------------------------------
 
     def head(self, bucket: str, key: str) -> ObjectInfo:
         key = validate_key(key, store=self.name, bucket=bucket)
+        return self._head(bucket, key)
+
+    def _head(self, bucket: str, key: str) -> ObjectInfo:
         with translated(self.config, "inspect", bucket, key):
             response = self.client.head_object(Bucket=bucket, Key=key)
         return ObjectInfo(
@@ -239,7 +298,9 @@ class Store:
                     )
 
     def list_dir(self, bucket: str, prefix: str) -> tuple[builtins.list[str], builtins.list[str]]:
-        """Django's ``listdir``: immediate sub-"directories" and files under ``prefix``."""
+        """Django's ``listdir``: immediate sub-"directories" and files under ``prefix``
+        (empty, or a valid prefix ending in ``/``)."""
+        prefix = validate_prefix(prefix, store=self.name, bucket=bucket)
         directories: builtins.list[str] = []
         files: builtins.list[str] = []
         paginator = self.client.get_paginator("list_objects_v2")
@@ -250,6 +311,8 @@ class Store:
                 ]
                 files += [e["Key"][len(prefix) :] for e in page.get("Contents", [])]
         return directories, files
+
+    # -- links -----------------------------------------------------------------
 
     def presign_get(
         self, bucket: str, key: str, expiration: int, *, extra: dict[str, Any] | None = None
@@ -277,6 +340,8 @@ class Store:
         with translated(self.config, "presign", bucket, key):
             return self._link_signer().presign_get(bucket, key, expiration, extra)
 
+    # -- server-side operations ------------------------------------------------
+
     def copy(self, bucket: str, source_key: str, dest_key: str) -> None:
         """Server-side copy within ``bucket`` (small objects: one CopyObject request)."""
         source_key = validate_key(source_key, store=self.name, bucket=bucket)
@@ -285,6 +350,35 @@ class Store:
             self.client.copy_object(
                 Bucket=bucket, Key=dest_key, CopySource={"Bucket": bucket, "Key": source_key}
             )
+
+    def multipart_uploads(self, bucket: str) -> builtins.list[MultipartUpload]:
+        """Every incomplete multipart upload in ``bucket``, page by page."""
+        found: builtins.list[MultipartUpload] = []
+        with translated(self.config, "list multipart uploads", bucket):
+            paginator = self.client.get_paginator("list_multipart_uploads")
+            for page in paginator.paginate(Bucket=bucket):
+                found += [
+                    MultipartUpload(
+                        store=self.name,
+                        bucket=bucket,
+                        key=upload.get("Key", ""),
+                        upload_id=upload.get("UploadId", ""),
+                        initiated=upload.get("Initiated"),
+                    )
+                    for upload in page.get("Uploads", [])
+                ]
+        return found
+
+    def abort_multipart_upload(self, upload: MultipartUpload) -> bool:
+        """Abort ``upload``; False if it was already gone (completed or aborted since)."""
+        try:
+            with translated(self.config, "abort a multipart upload", upload.bucket, upload.key):
+                self.client.abort_multipart_upload(
+                    Bucket=upload.bucket, Key=upload.key, UploadId=upload.upload_id
+                )
+        except ObjectNotFound:  # NoSuchUpload: nothing left to clean
+            return False
+        return True
 
     def create_bucket(self, bucket: str) -> bool:
         """Create ``bucket`` if missing; True if it was created."""

@@ -1,0 +1,47 @@
+"""Where the bench's server is and how every contender reaches it."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+
+@dataclass(frozen=True)
+class Target:
+    """Where the bench's server is and how to reach it."""
+
+    endpoint_url: str
+    access_key: str
+    secret_key: str
+    bucket: str
+    workdir: Path
+    region: str = "us-east-1"
+
+    def overrides(self) -> dict[str, str | None]:
+        """Settings for ``DualStorageClient(overrides=...)``: both stores on this server."""
+        values: dict[str, str | None] = {}
+        for store in ("INTERNAL", "EXTERNAL"):
+            values[f"{store}_STORAGE_ENDPOINT"] = self.endpoint_url
+            values[f"{store}_STORAGE_ACCESS_KEY"] = self.access_key
+            values[f"{store}_STORAGE_SECRET_KEY"] = self.secret_key
+        return values
+
+    def cli_env(self) -> dict[str, str]:
+        """Environment for CLI peers: keys, region, and no config files outside workdir."""
+        home = self.workdir / "cli-home"
+        home.mkdir(exist_ok=True)
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "RCLONE_"))}
+        env.update(
+            HOME=str(home),
+            AWS_ACCESS_KEY_ID=self.access_key,
+            AWS_SECRET_ACCESS_KEY=self.secret_key,
+            AWS_REGION=self.region,
+            AWS_DEFAULT_REGION=self.region,
+            AWS_CONFIG_FILE=str(home / "aws-config"),
+            AWS_SHARED_CREDENTIALS_FILE=str(home / "aws-credentials"),
+            AWS_EC2_METADATA_DISABLED="true",
+            RCLONE_CONFIG=str(home / "rclone.conf"),
+            NO_PROXY="127.0.0.1,localhost",
+        )
+        return env

@@ -1,0 +1,63 @@
+"""Build :class:`~.stores.DualStorageSettings` from the resolved settings, or refuse."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from ..exceptions import ConfigurationError
+from ..kinds import REGISTRY, ArtifactKind, StoreName
+from .providers import PROFILES, detect_provider
+from .sources import Resolved, legacy_names, resolve, setting_name
+from .stores import DualStorageSettings, StoreConfig
+from .validation import find_problems
+
+
+def load_config(
+    overrides: Mapping[str, str | None] | None = None,
+    environ: Mapping[str, str] | None = None,
+) -> DualStorageSettings:
+    """Resolve every setting and build both stores' configuration, raising
+    ``ConfigurationError`` that lists every error found."""
+    values = resolve(overrides, environ)
+    errors = [p for p in find_problems(values) if p.is_error]
+    if errors:
+        raise ConfigurationError(
+            "dual-storage is misconfigured: "
+            + " ".join(f"[{p.id}] {p.message} {p.hint}" for p in errors)
+        )
+    return DualStorageSettings(
+        internal=build_store_config("internal", values),
+        external=build_store_config("external", values),
+        legacy_names=legacy_names(values),
+        schema_cache_seconds=float(values["SCHEMA_CACHE_SECONDS"].value or 0),
+    )
+
+
+def build_store_config(store: StoreName, values: Mapping[str, Resolved]) -> StoreConfig:
+    """One store's configuration from resolved (and validated) values."""
+
+    def get(suffix: str) -> str | None:
+        return values[setting_name(store, suffix)].value
+
+    endpoint = get("ENDPOINT") or ""
+    provider_name = get("PROVIDER")
+    provider = PROFILES[provider_name] if provider_name else detect_provider(endpoint)
+    buckets: dict[ArtifactKind, str] = {
+        kind: values[spec.bucket_setting].value or ""
+        for kind, spec in REGISTRY.items()
+        if spec.store == store
+    }
+    return StoreConfig(
+        name=store,
+        endpoint_url=endpoint.rstrip("/"),
+        access_key=get("ACCESS_KEY") or "",
+        secret_key=get("SECRET_KEY") or "",
+        region=get("REGION") or provider.region_for(endpoint),
+        provider=provider,
+        buckets=buckets,
+        public_endpoint_url=(
+            (values["EXTERNAL_STORAGE_PUBLIC_ENDPOINT"].value or endpoint).rstrip("/")
+            if store == "external"
+            else None
+        ),
+    )

@@ -1,0 +1,47 @@
+"""The built configuration of both stores, as the engine reads it.
+
+Plain frozen records with no Django in them, so a process without Django settings (a
+training worker) can build and use them. Secrets never appear in ``repr``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from ..kinds import ArtifactKind, StoreName, spec_for
+from .providers import ProviderProfile
+
+DEFAULT_SCHEMA_CACHE_SECONDS = 5.0
+
+
+@dataclass(frozen=True)
+class StoreConfig:
+    """Everything needed to talk to one store."""
+
+    name: StoreName
+    endpoint_url: str
+    access_key: str = field(repr=False)
+    secret_key: str = field(repr=False)
+    region: str
+    provider: ProviderProfile
+    buckets: Mapping[ArtifactKind, str]
+    public_endpoint_url: str | None = None  # None: the store never hands out URLs
+
+
+@dataclass(frozen=True)
+class DualStorageSettings:
+    """Both stores' configuration, plus the legacy names that supplied any value."""
+
+    internal: StoreConfig
+    external: StoreConfig
+    legacy_names: tuple[str, ...] = ()
+    schema_cache_seconds: float = DEFAULT_SCHEMA_CACHE_SECONDS
+
+    def store(self, name: StoreName) -> StoreConfig:
+        return self.internal if name == "internal" else self.external
+
+    def store_for(self, kind: ArtifactKind) -> StoreConfig:
+        """The configuration of the store that holds ``kind`` (``InvalidArgument`` if
+        ``kind`` is unknown)."""
+        return self.store(spec_for(kind).store)

@@ -1,0 +1,109 @@
+"""Where a download lands: a file descriptor filled by parallel ranged GETs, hashed by a
+thread that follows them, inside a temporary file renamed into place only when complete.
+
+Keys reaching this module are already validated (by :class:`~.facade.Store`); the caller
+verifies the hash (:mod:`.integrity`).
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import TYPE_CHECKING, BinaryIO
+
+from .hashing import PrefixHasher
+from .ranged_download import download_into
+from .transfer import progress_callback
+
+if TYPE_CHECKING:
+    from mypy_boto3_s3 import S3Client
+
+
+def has_descriptor(sink: object) -> bool:
+    """True if ``sink`` is backed by a real file descriptor (not BytesIO)."""
+    try:
+        return isinstance(sink.fileno(), int)  # type: ignore[attr-defined]
+    except (OSError, ValueError, AttributeError):
+        return False
+
+
+def download_to_descriptor(
+    client: S3Client, bucket: str, key: str, sink: BinaryIO
+) -> tuple[int, str]:
+    """Parallel ranged GETs ``pwrite`` into ``sink``'s file; a thread hashes behind them.
+    Returns ``(size, sha256)`` of the bytes written; ``sink`` is left at its end."""
+    sink.flush()
+    fd = sink.fileno()
+    hasher = PrefixHasher(fd)
+    try:
+        size = download_into(
+            client, bucket, key, fd, on_contiguous=hasher.advance, on_bytes=progress_callback()
+        )
+    except BaseException:
+        hasher.abandon()
+        raise
+    os.ftruncate(fd, size)  # a reused sink may have held more
+    sink.seek(size)
+    return size, hasher.finish(size)
+
+
+@contextmanager
+def atomic_destination(dest: Path) -> Iterator[BinaryIO]:
+    """Yield a temporary file beside ``dest``; rename it over ``dest`` only on success.
+
+    On any exception the temporary file is removed and an existing ``dest`` is untouched.
+    """
+    dest = Path(dest)
+    if dest.is_dir():
+        raise IsADirectoryError(f"Download destination {str(dest)!r} is a directory.")
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{dest.name[:200]}.", suffix=".part", dir=dest.parent)
+    tmp_path = Path(tmp_name)
+    try:
+        with os.fdopen(fd, "w+b") as tmp_file:
+            yield tmp_file
+            tmp_file.flush()
+            # mkstemp makes 0600; give the file the mode a plain open() would have.
+            os.fchmod(tmp_file.fileno(), _default_file_mode(dest))
+            os.fsync(tmp_file.fileno())
+        os.replace(tmp_path, dest)
+        _fsync_directory(dest.parent)
+    except BaseException:
+        tmp_path.unlink(missing_ok=True)
+        raise
+
+
+def _read_umask() -> int:
+    # Read once at import: os.umask() can only be read by setting it, which is not
+    # thread-safe while downloads run.
+    umask = os.umask(0o022)
+    os.umask(umask)
+    return umask
+
+
+_UMASK = _read_umask()
+
+
+def _default_file_mode(dest: Path) -> int:
+    """The existing destination's mode, else 0666 minus the process umask."""
+    try:
+        return dest.stat().st_mode & 0o777
+    except FileNotFoundError:
+        return 0o666 & ~_UMASK
+
+
+def _fsync_directory(directory: Path) -> None:
+    """Make the rename durable (best effort: not every filesystem allows it)."""
+    try:
+        fd = os.open(directory, os.O_RDONLY)
+    except OSError:  # pragma: no cover - e.g. a directory we may not open
+        return
+    try:
+        os.fsync(fd)
+    except OSError:  # pragma: no cover
+        pass
+    finally:
+        os.close(fd)
