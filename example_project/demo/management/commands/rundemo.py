@@ -26,7 +26,6 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from dual_storage_app.client import dual_storage
 from dual_storage_app.exceptions import DualStorageError
 from dual_storage_app.management.commands.dualstorage_localserver import embedded_server
-from dual_storage_app.testing.server import is_listening
 from dual_storage_app.models import (
     Artifact,
     ConfigSchema,
@@ -34,6 +33,7 @@ from dual_storage_app.models import (
     ModelWeight,
     TrainingCheckpoint,
 )
+from dual_storage_app.testing.server import is_listening
 
 ADMIN_USERNAME = "admin"
 ADMIN_PASSWORD = "admin"  # noqa: S105 - local demo login, printed for the newcomer
