@@ -132,6 +132,18 @@ def test_the_engine_imports_nothing_from_django_or_the_layers_above() -> None:
         assert above == set(), f"{name} imports {above}"
 
 
+def test_only_the_engine_talks_to_s3() -> None:
+    """boto3 and s3transfer are imported by the engine (and the test servers) only;
+    configuration may use botocore's Config and validators, nothing above it may."""
+    for name, path in _modules().items():
+        imported = {target.split(".")[0] for target in _imports(name, path)}
+        if name.startswith(("dual_storage_app.store", "dual_storage_app.testing")):
+            continue
+        assert not imported & {"boto3", "s3transfer"}, name
+        if name not in ("dual_storage_app.config.providers", "dual_storage_app.config.validation"):
+            assert "botocore" not in imported, name
+
+
 @pytest.mark.real_s3
 def test_the_client_works_in_a_process_without_django_settings(
     s3_servers: dict[str, LocalS3Server], tmp_path: Path
