@@ -89,9 +89,10 @@ class DualStorageClient:
     def locate(self, kind: ArtifactKind) -> tuple[Store, str]:
         """The store and bucket that hold artifacts of ``kind`` (``InvalidArgument`` for
         an unknown kind)."""
-        bound = self._binding()
+        bound = self._binding()  # once: a concurrent reset() cannot mix two configurations
         store_config = bound.config.store_for(kind)
-        return self.store(store_config.name), store_config.buckets[kind]
+        store = bound.internal if store_config.name == "internal" else bound.external
+        return store, store_config.buckets[kind]
 
     # -- internal: weights and checkpoints -------------------------------------
 
