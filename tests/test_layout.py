@@ -113,7 +113,7 @@ def test_the_package_has_no_import_cycles() -> None:
 
 def test_the_bench_has_no_import_cycles() -> None:
     graph = _graph(ROOT / "bench")
-    assert "bench.lineup" in graph and graph["bench.lineup"]  # the walk found the imports
+    assert graph.get("bench.lineup")  # the walk found the module and its imports
     assert _cycles(graph) == []
 
 
