@@ -1,6 +1,9 @@
-"""Fixtures: the shipped pytest plugin's two real SeaweedFS servers (internal and
-external, different credentials) for the whole session, and per-test settings pointing
-the app at them (the default bucket names, created once; tests use unique key prefixes).
+"""Fixtures for the whole suite (plain helpers are in ``helpers.py``).
+
+The shipped pytest plugin's two real SeaweedFS servers (internal and external, different
+credentials) for the whole session, and per-test settings pointing the app at them (the
+default bucket names, created once; tests use unique key prefixes); moto for the fast
+tests; the schema cache's fake clock; files to transfer.
 """
 
 from __future__ import annotations
@@ -11,19 +14,19 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from moto import mock_aws
 from pytest_django import Settings as SettingsWrapper
 
 from dual_storage_app.client import DualStorageClient, dual_storage
-from dual_storage_app.testing.pair import (
-    EXTERNAL_SECRET,
-    INTERNAL_SECRET,
-    S3Servers,
-    store_settings,
-)
+from dual_storage_app.store.schema_cache import schema_cache
+from dual_storage_app.store.transfer import PART_SIZE
+from dual_storage_app.testing.pair import S3Servers
 from dual_storage_app.testing.server import LocalS3Server
+from tests.helpers import MOTO_SETTINGS, FakeClock, close_clients, real_settings
 
 pytest_plugins = ["dual_storage_app.testing.plugin", "pytester"]
-__all__ = ["EXTERNAL_SECRET", "INTERNAL_SECRET", "real_settings"]
+
+
 # Variables a developer's shell may export; tests must not depend on them.
 _STORAGE_ENV_PREFIXES = ("INTERNAL_", "EXTERNAL_", "AWS_", "S3_BUCKET_")
 
@@ -38,14 +41,13 @@ def _isolated_environment(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     dual_storage.reset()
 
 
+# -- the real servers --------------------------------------------------------------------
+
+
 @pytest.fixture(scope="session")
 def s3_servers(dual_storage_servers: S3Servers) -> dict[str, LocalS3Server]:
     """The plugin's two real S3 servers, by store name."""
     return dual_storage_servers._asdict()
-
-
-def real_settings(servers: dict[str, LocalS3Server], **extra: str) -> dict[str, str]:
-    return store_settings(S3Servers(**servers), **extra)
 
 
 @pytest.fixture(scope="session")
@@ -74,6 +76,16 @@ def public_endpoint(
 
 
 @pytest.fixture
+def direct(
+    s3_servers: dict[str, LocalS3Server], _real_buckets: None
+) -> Iterator[DualStorageClient]:
+    """A client talking to the real servers, bypassing the proxies."""
+    client = DualStorageClient(overrides=real_settings(s3_servers))
+    yield client
+    close_clients(client)
+
+
+@pytest.fixture
 def unique_key() -> str:
     """A fresh key prefix, so tests sharing the session's servers never collide."""
     return f"test/{uuid.uuid4().hex}"
@@ -94,3 +106,50 @@ def make_file(tmp_path: Path):  # type: ignore[no-untyped-def]
         return path
 
     return make
+
+
+@pytest.fixture
+def big_file(tmp_path: Path) -> Path:
+    path = tmp_path / "big.bin"
+    path.write_bytes(b"m" * (PART_SIZE + 1))  # multipart: two parts
+    return path
+
+
+# -- moto --------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def aws() -> Iterator[None]:
+    with mock_aws():
+        yield
+
+
+@pytest.fixture
+def moto_storage(aws: None) -> DualStorageClient:
+    storage_client = DualStorageClient(overrides=MOTO_SETTINGS)
+    created = storage_client.create_buckets()
+    assert created == {
+        "model-weights": True,
+        "training-checkpoints": True,
+        "config-schemas": True,
+        "training-datasets": True,
+    }
+    return storage_client
+
+
+@pytest.fixture
+def moto_configured(aws: None, settings: SettingsWrapper) -> DualStorageClient:
+    """``settings.DUAL_STORAGE`` (and so the lazy ``dual_storage``) pointed at moto."""
+    settings.DUAL_STORAGE = MOTO_SETTINGS
+    dual_storage.create_buckets()
+    return dual_storage
+
+
+# -- the schema cache --------------------------------------------------------------------
+
+
+@pytest.fixture
+def clock(monkeypatch: pytest.MonkeyPatch) -> FakeClock:
+    fake = FakeClock()
+    monkeypatch.setattr(schema_cache, "clock", fake)
+    return fake

@@ -1,4 +1,7 @@
-"""The Django storages on the real servers: FileField saves, opens, URLs, and safety."""
+"""The Django storages and ``FileField`` on the real servers: streamed saves, unique
+names, no URL for internal files, presigned dataset URLs, names refused rather than
+cleaned. Without a server: ``tests/test_storages_moto.py``.
+"""
 
 from __future__ import annotations
 
@@ -6,16 +9,17 @@ import io
 from urllib.parse import urlsplit
 
 import pytest
+from django.core.exceptions import SuspiciousFileOperation
 from django.core.files.base import ContentFile
 from django.core.files.storage import storages
-from django.db.migrations.writer import MigrationWriter
 from pytest_django import Settings as SettingsWrapper
 
 from dual_storage_app.client import DualStorageClient
 from dual_storage_app.exceptions import InvalidKey, NoPublicURL
-from dual_storage_app.storages import ExternalStorage, InternalStorage, weights_storage
+from dual_storage_app.keys import validate_key
+from dual_storage_app.storages import ExternalStorage, InternalStorage
 from dual_storage_app.testing.server import LocalS3Server
-from tests.conftest import EXTERNAL_SECRET, INTERNAL_SECRET
+from tests.helpers import HOSTILE_KEYS
 from tests.http import fetch
 from tests.testapp.models import Upload
 
@@ -118,17 +122,6 @@ def test_storage_kind_must_belong_to_its_store(real_storage: DualStorageClient) 
         InternalStorage(kind="datasets")
 
 
-def test_migrations_freeze_no_endpoint_or_secret(real_storage: DualStorageClient) -> None:
-    field = Upload._meta.get_field("weight")
-    _, _, _, kwargs = field.deconstruct()
-    assert kwargs["storage"] is weights_storage
-    serialized, _ = MigrationWriter.serialize(kwargs["storage"])
-    assert serialized == "dual_storage_app.storages.weights_storage"
-    rendered = repr(InternalStorage()) + repr(ExternalStorage()) + serialized
-    for secret in (INTERNAL_SECRET, EXTERNAL_SECRET, "127.0.0.1"):
-        assert secret not in rendered
-
-
 def test_admin_file_widget_renders_an_internal_file_without_a_link(
     real_storage: DualStorageClient, s3_servers: dict[str, LocalS3Server], unique_key: str
 ) -> None:
@@ -146,3 +139,21 @@ def test_admin_file_widget_renders_an_internal_file_without_a_link(
     assert s3_servers["internal"].endpoint_url not in html
     assert f"/model-weights/{upload.weight.name}" not in html
     assert "X-Amz-Signature" in html  # the dataset gets its presigned link
+
+
+@pytest.mark.parametrize("name", HOSTILE_KEYS)
+def test_plain_filefield_never_stores_under_a_cleaned_alias(
+    name: str, real_storage: DualStorageClient
+) -> None:
+    """A user's own ``FileField(storage=datasets_storage, upload_to="datasets/")``: the
+    name is refused, or stored under a valid key below ``datasets/`` that holds exactly
+    these bytes (Django's generated names are suggestions, made unique)."""
+    upload = Upload()
+    payload = b"plain filefield " + name.encode()
+    try:
+        upload.dataset.save(name, ContentFile(payload), save=False)
+    except SuspiciousFileOperation:  # InvalidKey is one too
+        return
+    key = upload.dataset.name
+    assert key is not None and validate_key(key) == key and key.startswith("datasets/")
+    assert real_storage.external.get_bytes("training-datasets", key) == payload

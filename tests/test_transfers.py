@@ -1,4 +1,9 @@
-"""The fast transfer paths: parallel hashing, files uploaded by path, ETags without HEAD."""
+"""The transfer engine's parts, without a server: the hashing reader and parallel
+hashing (``store/hashing.py``), the atomic destination (``store/download.py``), the
+transfer policy (``store/transfer.py``), ranged downloads that resume
+(``store/ranged_download.py``), files uploaded by path (``store/upload.py``), ETags without
+HEAD (``store/etags.py``). On the real server: ``tests/real/test_transfers.py``.
+"""
 
 from __future__ import annotations
 
@@ -16,15 +21,100 @@ from django.core.files.base import File
 from django.core.files.uploadedfile import SimpleUploadedFile, TemporaryUploadedFile
 from s3transfer.exceptions import RetriesExceededError
 
-from dual_storage_app.client import DualStorageClient
-from dual_storage_app.exceptions import IntegrityError
+from dual_storage_app.store.download import atomic_destination
 from dual_storage_app.store.etags import ETagRecorder
-from dual_storage_app.store.hashing import PrefixHasher, hash_fd
+from dual_storage_app.store.hashing import HashingReader, PrefixHasher, hash_fd
 from dual_storage_app.store.ranged_download import RangedDownload
-from dual_storage_app.store.transfer import MiB
-from dual_storage_app.store.upload import regular_file_of
+from dual_storage_app.store.transfer import MAX_PARTS, MiB, guess_content_type, transfer_config
+from dual_storage_app.store.upload import regular_file_of, source_size
 
-# -- PrefixHasher / OffsetWriter ---------------------------------------------------
+# -- HashingReader, the atomic destination, the transfer policy --------------------------
+
+
+def test_reader_fills_each_request_and_hashes_everything() -> None:
+    class Trickle(io.RawIOBase):
+        def __init__(self, data: bytes) -> None:
+            self.data = data
+
+        def read(self, size: int = -1) -> bytes:
+            n = min(3, size)  # at most 3 bytes a call
+            chunk, self.data = self.data[:n], self.data[n:]
+            return chunk
+
+    reader = HashingReader(Trickle(b"0123456789"))
+    assert reader.read(8) == b"01234567"  # equal-sized parts, as R2 wants
+    assert reader.read(8) == b"89"
+    assert reader.read(8) == b""
+    assert reader.sha256 == hashlib.sha256(b"0123456789").hexdigest()
+    assert reader.size == 10
+
+
+def test_atomic_destination_removes_the_temp_file_on_error(tmp_path: Path) -> None:
+    dest = tmp_path / "dest"
+    dest.write_bytes(b"old")
+    with pytest.raises(ValueError, match="boom"), atomic_destination(dest) as handle:
+        handle.write(b"partial")
+        raise ValueError("boom")
+    assert dest.read_bytes() == b"old"
+    assert [p.name for p in tmp_path.iterdir()] == ["dest"]
+
+
+def test_atomic_destination_refuses_a_directory(tmp_path: Path) -> None:
+    with pytest.raises(IsADirectoryError), atomic_destination(tmp_path):
+        pass
+
+
+def test_source_size_of_files_and_buffers(tmp_path: Path) -> None:
+    path = tmp_path / "f"
+    path.write_bytes(b"x" * 100)
+    with path.open("rb") as handle:
+        handle.read(10)
+        assert source_size(handle) == 90
+    buffer = io.BytesIO(b"y" * 50)
+    assert source_size(buffer) == 50
+    assert source_size(HashingReader(buffer)) is None  # forward-only: unknown
+
+
+@pytest.mark.parametrize("size", [None, 1, 156 * 1024 * MiB, 157 * 1024 * MiB, 5 * 1024**4])
+def test_part_size_keeps_within_ten_thousand_parts_and_bounded_memory(size: int | None) -> None:
+    config = transfer_config(size)
+    assert config.multipart_chunksize % MiB == 0
+    assert config.multipart_chunksize >= 16 * MiB
+    if size is not None:
+        assert -(-size // config.multipart_chunksize) <= MAX_PARTS
+    if config.multipart_chunksize <= 48 * MiB:
+        in_memory = config.max_in_memory_upload_chunks * config.multipart_chunksize
+        assert in_memory <= 96 * MiB
+    assert config.preferred_transfer_client == "classic"  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize(
+    ("key", "expected"),
+    [
+        ("m/resnet.pt", "application/octet-stream"),
+        ("m/resnet.PTH", "application/octet-stream"),
+        ("m/model.safetensors", "application/octet-stream"),
+        ("s/ultralytics.json", "application/json"),
+        ("d/set.zip", "application/zip"),
+        ("noext", "application/octet-stream"),
+    ],
+)
+def test_content_type_guess(key: str, expected: str) -> None:
+    assert guess_content_type(key) == expected
+
+
+def test_source_size_of_a_django_file_around_a_pipe_is_unknown() -> None:
+    from django.core.files.base import File
+
+    class Pipe(io.RawIOBase):
+        def readable(self) -> bool:
+            return True
+
+    assert source_size(File(Pipe())) is None  # type: ignore[arg-type]
+    assert source_size(File(io.BytesIO(b"12345"))) == 5
+
+
+# -- PrefixHasher / OffsetWriter ---------------------------------------------------------
 
 
 def test_prefix_hasher_hashes_a_file_announced_in_steps(tmp_path: Path) -> None:
@@ -65,7 +155,7 @@ def test_hash_fd_matches_hashlib(tmp_path: Path) -> None:
         assert hash_fd(source.fileno(), len(data)) == hashlib.sha256(data).hexdigest()
 
 
-# -- RangedDownload against a scripted client --------------------------------------
+# -- RangedDownload ----------------------------------------------------------------------
 
 
 class _Body:
@@ -173,7 +263,7 @@ def test_ranged_download_accepts_a_server_that_ignores_range(tmp_path: Path) -> 
     assert len(client.calls) == 1
 
 
-# -- regular_file_of: which sources go by path ------------------------------------------
+# -- regular_file_of ---------------------------------------------------------------------
 
 
 def test_regular_file_of_accepts_regular_files_read_from_the_start(tmp_path: Path) -> None:
@@ -224,7 +314,7 @@ def test_regular_file_of_notices_a_write(tmp_path: Path) -> None:
         assert found.changed()
 
 
-# -- ETagRecorder ------------------------------------------------------------------
+# -- ETagRecorder ------------------------------------------------------------------------
 
 
 def _fake_response(recorder: ETagRecorder, bucket: str, key: str, etag: str) -> None:
@@ -256,57 +346,3 @@ def test_etag_recorder_gives_up_when_one_key_is_uploaded_twice_at_once() -> None
         _fake_response(recorder, "b", "k", "whose now?")
     assert first[0] is None
     assert second[0] is None
-
-
-# -- on the real server ------------------------------------------------------------
-
-
-@pytest.mark.real_s3
-@pytest.mark.parametrize("size", [3 * MiB, 40 * MiB], ids=["single-put", "multipart"])
-def test_upload_by_path_records_hash_and_etag_of_the_stored_object(
-    real_storage: DualStorageClient, make_file: Any, unique_key: str, size: int
-) -> None:
-    store, bucket = real_storage.locate("weights")
-    path = make_file("w.pth", size, seed=size % 251)
-    with path.open("rb") as source:
-        result = store.upload(bucket, f"{unique_key}/w.pth", File(source))
-    assert result.sha256 == hashlib.sha256(path.read_bytes()).hexdigest()
-    assert result.size == size
-    assert result.etag == store.head(bucket, f"{unique_key}/w.pth").etag
-    assert real_storage.head("weights", f"{unique_key}/w.pth").size == size
-
-
-@pytest.mark.real_s3
-def test_a_file_written_to_during_its_upload_is_refused_and_removed(
-    real_storage: DualStorageClient,
-    make_file: Any,
-    unique_key: str,
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    store, bucket = real_storage.locate("weights")
-    path = make_file("growing.pth", 20 * MiB)
-    real_upload_file = store.client.upload_file
-
-    def upload_then_append(*args: Any, **kwargs: Any) -> None:
-        real_upload_file(*args, **kwargs)
-        with path.open("ab") as writer:  # another process appends as the upload ends
-            writer.write(b"late bytes")
-
-    monkeypatch.setattr(store.client, "upload_file", upload_then_append)
-    with pytest.raises(IntegrityError, match="changed while it was uploaded") as caught:
-        store.upload_file(bucket, f"{unique_key}/growing.pth", path)
-    assert str(path) in str(caught.value)
-    monkeypatch.undo()
-    assert not real_storage.exists("weights", f"{unique_key}/growing.pth")
-
-
-@pytest.mark.real_s3
-def test_an_empty_object_downloads_as_an_empty_verified_file(
-    real_storage: DualStorageClient, unique_key: str, tmp_path: Path
-) -> None:
-    """A ranged GET of an empty object is 416; the download falls back to a plain GET."""
-    store, bucket = real_storage.locate("weights")
-    uploaded = store.upload(bucket, f"{unique_key}/empty.pth", io.BytesIO(b""))
-    result = store.download(bucket, f"{unique_key}/empty.pth", tmp_path / "empty.pth")
-    assert result.size == 0 == (tmp_path / "empty.pth").stat().st_size
-    assert result.sha256 == uploaded.sha256 == hashlib.sha256(b"").hexdigest()

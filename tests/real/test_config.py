@@ -1,4 +1,7 @@
-"""The seed's legacy variables still work on the real server; the new ones win."""
+"""The legacy variables (``AWS_*``) configuring both stores, proven on the real servers.
+
+Resolution without a server: ``tests/test_config.py``.
+"""
 
 from __future__ import annotations
 

@@ -1,4 +1,6 @@
-"""dualstorage_verify reports objects deleted, overwritten or orphaned out of band."""
+"""``dualstorage_verify`` on the real servers: intact rows, deleted and overwritten
+objects, orphans.
+"""
 
 from __future__ import annotations
 

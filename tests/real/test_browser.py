@@ -1,7 +1,8 @@
 """A real browser (Debian's Chromium, driven by Playwright) against a live server and the
 real S3 servers: log in, upload a weight, see its size and hash, presign a dataset and
 fetch the link, download an internal artifact through the admin, and see an anonymous
-user refused. Screenshots of each step go to ``test-artifacts/browser/``."""
+user refused. Screenshots of each step go to ``test-artifacts/browser/``.
+"""
 
 from __future__ import annotations
 
@@ -20,15 +21,14 @@ from pytest_django import Settings as SettingsWrapper
 from dual_storage_app.client import DualStorageClient
 from dual_storage_app.models import Dataset, ModelWeight
 from dual_storage_app.testing.server import LocalS3Server
+from tests.helpers import REPO_ROOT
 from tests.http import fetch
 
-pytestmark = [
-    pytest.mark.real_s3,
-    pytest.mark.browser,
-    pytest.mark.django_db(transaction=True),
-]
+pytestmark = [pytest.mark.real_s3, pytest.mark.browser, pytest.mark.django_db(transaction=True)]
+
+
 CHROMIUM = Path("/usr/bin/chromium")
-SCREENSHOTS = Path(__file__).resolve().parent.parent / "test-artifacts" / "browser"
+SCREENSHOTS = REPO_ROOT / "test-artifacts" / "browser"
 
 
 @pytest.fixture(scope="module")

@@ -1,4 +1,7 @@
-"""The embedded SeaweedFS server: loopback only, keys enforced, data kept across restarts."""
+"""The embedded SeaweedFS server: loopback only, keys enforced, data kept across restarts.
+
+(``dual_storage_app/testing/server.py``.)
+"""
 
 from __future__ import annotations
 

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from io import StringIO
 from pathlib import Path
@@ -34,7 +34,7 @@ from dual_storage_app.client import dual_storage
 from dual_storage_app.models import Artifact, Dataset, ModelWeight
 from dual_storage_app.store.transfer import PART_SIZE, MiB
 from dual_storage_app.testing.server import LocalS3Server
-from tests.conftest import real_settings
+from tests.helpers import MakeFile, changelist, download_url, real_settings, sha256_file
 from tests.requestlog import (
     COMPLETE_MULTIPART,
     CREATE_MULTIPART,
@@ -56,7 +56,7 @@ if TYPE_CHECKING:
 
 pytestmark = [pytest.mark.real_s3, pytest.mark.django_db(transaction=True)]
 
-MakeFile = Callable[..., Path]
+
 SMALL = 1 * MiB
 MULTIPART = 40 * MiB  # 16 MiB parts: 3 parts
 PARTS = -(-MULTIPART // PART_SIZE)
@@ -97,14 +97,6 @@ def on(model: type[Artifact], *names: Name) -> dict[str, list[Name]]:
     return {store_of(model): list(names)}
 
 
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        while block := handle.read(MiB):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def save_artifact(model: type[Artifact], path: Path) -> Artifact:
     """A new row of ``model`` whose file is ``path``, saved (and so uploaded)."""
     artifact = model(name=f"{model.kind}-{uuid.uuid4().hex[:8]}")
@@ -127,16 +119,6 @@ def assert_ranged(sent: Recording, parts: int) -> None:
     assert len(ranges) == parts and "" not in ranges, ranges
 
 
-def download_url(artifact: Artifact) -> str:
-    return reverse(
-        "dual_storage_app:artifact-download", kwargs={"kind": artifact.kind, "pk": artifact.pk}
-    )
-
-
-def changelist(model: type[Artifact]) -> str:
-    return reverse(f"admin:dual_storage_app_{model._meta.model_name}_changelist")
-
-
 def put_objects(model: type[Artifact], keys: list[str], data: bytes) -> dict[str, str]:
     """Put ``data`` at each key of ``model``'s bucket directly; ``{key: etag}``."""
     store, bucket = dual_storage.locate(model.kind)
@@ -147,9 +129,6 @@ def put_objects(model: type[Artifact], keys: list[str], data: bytes) -> dict[str
 
     with ThreadPoolExecutor(16) as pool:
         return dict(pool.map(put, keys))
-
-
-# -- uploads: the PUT(s) and the SHA-256 tag, nothing else --------------------------------
 
 
 @pytest.mark.parametrize("model", MODELS)
@@ -197,9 +176,6 @@ def test_admin_add_form_upload_sends_put_and_tagging(log: RequestLog, admin_clie
     expect(sent, "admin add form, 1 MiB weight", internal=[PUT_OBJECT, PUT_TAGGING])
 
 
-# -- downloads ---------------------------------------------------------------------------
-
-
 @pytest.mark.parametrize("size", SIZES)
 def test_streaming_view_sends_one_get(
     size: int, log: RequestLog, admin_client: Client, make_file: MakeFile
@@ -207,7 +183,7 @@ def test_streaming_view_sends_one_get(
     source = make_file("w.pth", size, seed=2)
     weight = save_artifact(ModelWeight, source)
     with log.recording() as sent:
-        response = admin_client.get(download_url(weight))
+        response = admin_client.get(download_url(weight.kind, weight.pk))
         body = stream_body(response)
     assert response.status_code == 200
     assert len(body) == size and hashlib.sha256(body).hexdigest() == weight.sha256
@@ -221,7 +197,9 @@ def test_admin_download_action_then_stream_sends_one_get(
     data = {"action": "download", "_selected_action": [weight.pk]}
     with log.recording() as sent:
         redirect = admin_client.post(changelist(ModelWeight), data)
-        assert redirect.status_code == 302 and redirect["Location"] == download_url(weight)
+        assert redirect.status_code == 302 and redirect["Location"] == download_url(
+            weight.kind, weight.pk
+        )
         body = stream_body(admin_client.get(redirect["Location"]))
     assert hashlib.sha256(body).hexdigest() == weight.sha256
     expect(sent, "admin download action, then the stream", internal=[GET_OBJECT])
@@ -269,9 +247,6 @@ def test_client_download_without_known_hash_sends_tagging_and_gets(
     expect(sent, f"download_weight of {size} bytes", internal=[GET_TAGGING, *gets])
     if size > SMALL:
         assert_ranged(sent, PARTS)
-
-
-# -- pages and listings that send nothing (or one page) ---------------------------------
 
 
 @pytest.mark.parametrize("model", MODELS)

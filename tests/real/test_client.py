@@ -1,27 +1,31 @@
-"""Every client method, on the real S3 servers (internal and external kept apart)."""
+"""The client's API (``DualStorageClient``) on the real servers: round trips of every
+kind, listing, errors that name store, bucket and key, threads sharing one client, and
+clear errors from a wrong secret, an unreachable endpoint or a missing bucket.
+"""
 
 from __future__ import annotations
 
 import hashlib
 import io
+import logging
+import os
+import random
 import threading
-from collections.abc import Callable
+import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
 
 from dual_storage_app.client import DualStorageClient
-from dual_storage_app.exceptions import InvalidKey, ObjectNotFound
+from dual_storage_app.exceptions import AccessDenied, InvalidKey, ObjectNotFound, StorageUnavailable
 from dual_storage_app.store.transfer import MiB
-from dual_storage_app.testing.server import LocalS3Server
-from tests.conftest import real_settings
+from dual_storage_app.testing.pair import EXTERNAL_SECRET, INTERNAL_SECRET
+from dual_storage_app.testing.server import LocalS3Server, free_port_pair
+from tests.helpers import WRONG_SECRET, MakeFile, real_settings, sha256_file
+from tests.http import fetch
 
 pytestmark = pytest.mark.real_s3
-MakeFile = Callable[..., Path]
-
-
-def sha256_of(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 def test_weight_round_trip_multipart(
@@ -30,7 +34,7 @@ def test_weight_round_trip_multipart(
     source = make_file("resnet50.pth", 40 * MiB + 123)  # above the 16 MiB multipart threshold
     uploaded = real_storage.upload_weight(file_path=source, weight_key=f"{unique_key}/resnet50.pth")
     assert uploaded.size == source.stat().st_size
-    assert uploaded.sha256 == sha256_of(source)
+    assert uploaded.sha256 == sha256_file(source)
     assert uploaded.etag.endswith("-3")  # three 16 MiB parts: it really was multipart
     assert (uploaded.store, uploaded.bucket) == ("internal", "model-weights")
 
@@ -52,7 +56,7 @@ def test_checkpoint_round_trip(
     assert result.bucket == "training-checkpoints"
     dest = tmp_path / "c.pth"
     real_storage.download_checkpoint(checkpoint_key=key, dest_path=dest)
-    assert sha256_of(dest) == result.sha256 == sha256_of(source)
+    assert sha256_file(dest) == result.sha256 == sha256_file(source)
 
 
 def test_schema_round_trip(real_storage: DualStorageClient, unique_key: str) -> None:
@@ -194,6 +198,9 @@ def test_keys_with_special_characters_round_trip(
     assert (tmp_path / "s").read_bytes() == b"special"
 
 
+# -- threads -----------------------------------------------------------------------------
+
+
 def test_one_client_shared_by_threads(
     s3_servers: dict[str, LocalS3Server], _real_buckets: None, tmp_path: Path, unique_key: str
 ) -> None:
@@ -223,3 +230,90 @@ def test_one_client_shared_by_threads(
         thread.join()
     assert errors == []
     assert client_ids == {id(real_storage.external.client)}  # one boto3 client, shared
+
+
+@pytest.mark.django_db(transaction=True)
+def test_sixteen_threads_share_one_client(
+    direct: DualStorageClient, tmp_path: Path, unique_key: str
+) -> None:
+    rng = random.Random(16)  # noqa: S311 - sizes only
+    sizes = [rng.randint(MiB, 3 * MiB) for _ in range(16)]
+    start = threading.Barrier(16)
+
+    def work(index: int) -> None:
+        data = os.urandom(sizes[index])
+        want = hashlib.sha256(data).hexdigest()
+        source = tmp_path / f"src-{index}"
+        source.write_bytes(data)
+        weight, dataset = f"{unique_key}/w{index}.pth", f"{unique_key}/d{index}.zip"
+        start.wait(30)
+        assert direct.upload_weight(file_path=source, weight_key=weight).sha256 == want
+        with source.open("rb") as handle:
+            assert direct.upload_dataset(file_obj=handle, dataset_key=dataset).sha256 == want
+        url = direct.generate_dataset_presigned_url(dataset_key=dataset, expiration=300)
+        assert hashlib.sha256(fetch(url)).hexdigest() == want
+        for kind, key in (("weights", weight), ("datasets", dataset)):
+            dest = tmp_path / f"{kind}-{index}"
+            downloaded = (
+                direct.download_weight(weight_key=key, dest_path=dest)
+                if kind == "weights"
+                else direct.download_dataset(dataset_key=key, dest_path=dest)
+            )
+            assert downloaded.sha256 == want == sha256_file(dest)
+
+    with ThreadPoolExecutor(16) as pool:
+        for future in [pool.submit(work, i) for i in range(16)]:
+            future.result()
+    assert len(list(direct.list_objects("weights", unique_key))) == 16
+    assert len(list(direct.list_objects("datasets", unique_key))) == 16
+
+
+# -- wrong credentials and unreachable stores: clear errors, no secret, bounded time -----
+
+
+def test_wrong_secret_is_refused_and_named(
+    s3_servers: dict[str, LocalS3Server],
+    _real_buckets: None,
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.DEBUG)  # botocore DEBUG included
+    client = DualStorageClient(
+        overrides=real_settings(s3_servers, INTERNAL_STORAGE_SECRET_KEY=WRONG_SECRET)
+    )
+    with pytest.raises(AccessDenied) as caught:
+        client.get_schema("ultralytics")
+    message = str(caught.value)
+    assert "internal store" in message and s3_servers["internal"].endpoint_url in message
+    assert "SignatureDoesNotMatch" in message
+    assert "INTERNAL_STORAGE_ACCESS_KEY" in message
+    rendered = message + repr(caught.value) + repr(client) + caplog.text
+    for secret in (WRONG_SECRET, INTERNAL_SECRET, EXTERNAL_SECRET):
+        assert secret not in rendered
+    # The external store, with its own right keys, still works.
+    client.upload_dataset(file_obj=io.BytesIO(b"ok"), dataset_key="failures/ok")
+
+
+def test_unreachable_endpoint_fails_fast_with_a_clear_error(
+    s3_servers: dict[str, LocalS3Server], tmp_path: Path
+) -> None:
+    closed = f"http://127.0.0.1:{free_port_pair()}"  # nothing listens there
+    client = DualStorageClient(
+        overrides=real_settings(s3_servers, EXTERNAL_STORAGE_ENDPOINT=closed)
+    )
+    started = time.monotonic()
+    with pytest.raises(StorageUnavailable) as caught:
+        client.download_dataset(dataset_key="d.zip", dest_path=tmp_path / "d.zip")
+    assert time.monotonic() - started < 30
+    assert "external store" in str(caught.value) and closed in str(caught.value)
+    assert "unreachable" in str(caught.value)
+    assert not (tmp_path / "d.zip").exists()
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_missing_bucket_is_reported_as_such(s3_servers: dict[str, LocalS3Server]) -> None:
+    client = DualStorageClient(
+        overrides=real_settings(s3_servers, INTERNAL_BUCKET_SCHEMAS="no-such-bucket-here")
+    )
+    with pytest.raises(FileNotFoundError, match="bucket does not exist"):
+        client.get_schema("ultralytics")

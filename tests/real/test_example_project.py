@@ -12,9 +12,11 @@ from pathlib import Path
 import pytest
 
 from dual_storage_app.testing.server import free_port_pair, is_listening
+from tests.helpers import REPO_ROOT
 
 pytestmark = pytest.mark.real_s3
-ROOT = Path(__file__).resolve().parent.parent
+
+
 DEMO_SECRET = "demo-secret-Pq72Lm"
 
 
@@ -37,7 +39,7 @@ def run_demo(tmp_path: Path, port: int) -> subprocess.CompletedProcess[str]:
     )
     return subprocess.run(
         [sys.executable, "manage.py", "rundemo", "--no-serve"],
-        cwd=ROOT,
+        cwd=REPO_ROOT,
         env=env,
         capture_output=True,
         text=True,
@@ -86,7 +88,7 @@ def test_rundemo_starts_the_server_seeds_and_prints_the_login(tmp_path: Path) ->
 def test_check_passes_on_the_example_settings() -> None:
     result = subprocess.run(
         [sys.executable, "manage.py", "check", "--fail-level", "WARNING"],
-        cwd=ROOT,
+        cwd=REPO_ROOT,
         env=clean_env(),
         capture_output=True,
         text=True,
@@ -108,7 +110,7 @@ def test_localserver_command_serves_until_interrupted(tmp_path: Path) -> None:
     )
     process = subprocess.Popen(
         [sys.executable, "manage.py", "dualstorage_localserver"],
-        cwd=ROOT,
+        cwd=REPO_ROOT,
         env=env,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,

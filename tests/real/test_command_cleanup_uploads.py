@@ -1,4 +1,7 @@
-"""``dualstorage_cleanup_uploads``: stale multipart uploads are found and aborted."""
+"""``dualstorage_cleanup_uploads`` on the real servers: dry run, age limit, aborts, and
+store failures as CommandErrors without secrets. Its formats, without a server:
+``tests/test_command_cleanup_uploads.py``.
+"""
 
 from __future__ import annotations
 
@@ -11,23 +14,11 @@ from django.core.management import CommandError, call_command
 from pytest_django import Settings as SettingsWrapper
 
 from dual_storage_app.client import DualStorageClient
-from dual_storage_app.management.commands.dualstorage_cleanup_uploads import (
-    duration,
-    human_age,
-)
+from dual_storage_app.testing.pair import EXTERNAL_SECRET, INTERNAL_SECRET
 from dual_storage_app.testing.server import LocalS3Server
-from tests.conftest import EXTERNAL_SECRET, INTERNAL_SECRET, real_settings
+from tests.helpers import real_settings, run, run_json
 
-
-def run(*args: str) -> str:
-    out = StringIO()
-    call_command("dualstorage_cleanup_uploads", *args, stdout=out, no_color=True)
-    return out.getvalue()
-
-
-def run_json(*args: str) -> dict[str, Any]:
-    data: dict[str, Any] = json.loads(run(*args, "--json"))
-    return data
+pytestmark = pytest.mark.real_s3
 
 
 def start_upload(client: DualStorageClient, kind: str, key: str) -> str:
@@ -51,34 +42,6 @@ def mine(report: dict[str, Any], prefix: str) -> dict[str, dict[str, Any]]:
     return {u["upload_id"]: u for u in report["uploads"] if u["key"].startswith(prefix)}
 
 
-def test_duration_and_age_formats() -> None:
-    assert [duration(t) for t in ("24h", "30m", "3600s", "3600", "2d", "0", " 5M ")] == [
-        86400,
-        1800,
-        3600,
-        3600,
-        172800,
-        0,
-        300,
-    ]
-    assert [human_age(s) for s in (0, 59, 60, 3599, 3600, 93784)] == [
-        "0s",
-        "59s",
-        "1m",
-        "59m",
-        "1h 0m",
-        "1d 2h 3m",
-    ]
-
-
-def test_a_malformed_duration_is_refused() -> None:
-    with pytest.raises(CommandError, match="not a duration"):
-        run("--older-than", "5 weeks")
-    with pytest.raises(CommandError, match="not a duration"):
-        run("--older-than=-1h")
-
-
-@pytest.mark.real_s3
 def test_dry_run_and_age_limit_keep_uploads_then_zero_aborts_them(
     real_storage: DualStorageClient, unique_key: str
 ) -> None:
@@ -86,7 +49,7 @@ def test_dry_run_and_age_limit_keep_uploads_then_zero_aborts_them(
     external_id = start_upload(real_storage, "datasets", f"{unique_key}/big.zip")
 
     # --dry-run: listed (store, bucket, key, upload id, age), nothing aborted.
-    report = run_json("--dry-run", "--older-than", "0")
+    report = run_json("dualstorage_cleanup_uploads", "--dry-run", "--older-than", "0")
     found = mine(report, unique_key)
     assert set(found) == {internal_id, external_id}
     assert found[internal_id] | {"initiated": None} == {
@@ -107,24 +70,23 @@ def test_dry_run_and_age_limit_keep_uploads_then_zero_aborts_them(
 
     # Younger than the limit (default 24h, or an explicit one): kept.
     for args in ((), ("--older-than", "2d")):
-        report = run_json(*args)
+        report = run_json("dualstorage_cleanup_uploads", *args)
         assert {u["action"] for u in mine(report, unique_key).values()} == {"kept"}
     assert open_uploads(real_storage, "checkpoints", unique_key) == [internal_id]
 
-    text = run("--dry-run", "--older-than", "0s")
+    text = run("dualstorage_cleanup_uploads", "--dry-run", "--older-than", "0s")
     assert f"would abort  internal  training-checkpoints  {unique_key}/epoch1.pth" in text
     assert f"upload {internal_id}  age " in text and "Dry run:" in text
 
     # --older-than 0: every incomplete upload is aborted.
-    report = run_json("--older-than", "0")
+    report = run_json("dualstorage_cleanup_uploads", "--older-than", "0")
     assert {u["action"] for u in mine(report, unique_key).values()} == {"aborted"}
     assert report["aborted"] >= 2
     assert open_uploads(real_storage, "checkpoints", unique_key) == []
     assert open_uploads(real_storage, "datasets", unique_key) == []
-    assert mine(run_json("--older-than", "0"), unique_key) == {}
+    assert mine(run_json("dualstorage_cleanup_uploads", "--older-than", "0"), unique_key) == {}
 
 
-@pytest.mark.real_s3
 def test_a_store_failure_is_a_command_error_without_secrets(
     s3_servers: dict[str, LocalS3Server], _real_buckets: None, settings: SettingsWrapper
 ) -> None:

@@ -1,5 +1,8 @@
-"""The hand-written presigner (issue 5, item 5 "Links"): byte-for-byte botocore's URL,
-accepted by a real server, no HTTP request, and botocore itself whenever it cannot match.
+"""Presigning without a server: the hand-written presigner (issue 5, item 5 "Links") is
+byte-for-byte botocore's URL, makes no HTTP request, and falls back to botocore whenever
+it cannot match; the client's presigned URLs on moto (bucket, key, expiry bounds).
+
+A real server accepting these URLs: ``tests/real/test_presign.py``.
 """
 
 from __future__ import annotations
@@ -11,7 +14,7 @@ import socket
 from functools import partial
 from typing import Any
 from unittest import mock
-from urllib.parse import urlsplit
+from urllib.parse import parse_qs, urlsplit
 
 import boto3
 import botocore.httpsession
@@ -21,16 +24,22 @@ from pytest_django import Settings as SettingsWrapper
 from dual_storage_app.client import DualStorageClient
 from dual_storage_app.config.loading import load_config
 from dual_storage_app.config.stores import StoreConfig
+from dual_storage_app.exceptions import InvalidArgument
 from dual_storage_app.storages import ExternalStorage
 from dual_storage_app.store import Store
 from dual_storage_app.store.presign import Presigner
-from tests.http import fetch, refusal_status
+from dual_storage_app.store.transfer import MAX_PRESIGN_SECONDS
+from tests.helpers import MOTO_SECRET_KEY, record_api_calls
 
 SECRET = "fast-presign-secret-Qx7Lm2"
+
+
 FROZEN = (
     datetime.datetime(2025, 3, 4, 5, 6, 7),
     datetime.datetime(2025, 3, 5, 0, 0, 0),  # the next day: a new signing key
 )
+
+
 KEYS = [
     "datasets/abc-123.zip",
     "a",
@@ -48,6 +57,8 @@ KEYS = [
     "/".join(["x" * 199] * 5),  # 999 characters + "/" separators: 999 bytes
     ("é" * 120 + "/") * 4 + "é" * 20,  # 500 characters, 1,000 bytes of UTF-8
 ]
+
+
 EXTRAS: list[dict[str, Any] | None] = [
     None,
     {"ResponseContentDisposition": 'attachment; filename="résumé v2.zip"'},
@@ -58,6 +69,8 @@ EXTRAS: list[dict[str, Any] | None] = [
         "ResponseContentEncoding": "identity",
     },
 ]
+
+
 # (provider, endpoint, public endpoint, region): the stores the app's settings can make.
 STORES = {
     "minio": ("minio", "http://127.0.0.1:9000", None, None),
@@ -76,6 +89,8 @@ STORES = {
     "r2": ("r2", "https://acct.r2.cloudflarestorage.com", None, None),
     "r2-public": ("r2", "https://acct.r2.cloudflarestorage.com", "https://data.example.com", None),
 }
+
+
 BUCKETS = ("training-datasets", "my.datasets")  # a dotted name is path-style on https AWS
 
 
@@ -115,7 +130,7 @@ def botocore_calls(client: Any) -> list[str]:
     return calls
 
 
-# -- (a) the same URL as botocore ------------------------------------------------------
+# -- (a) the same URL as botocore --------------------------------------------------------
 
 
 @pytest.mark.parametrize("store_name", STORES)
@@ -147,46 +162,7 @@ def test_addressing_follows_the_provider_and_public_endpoint() -> None:
     assert "%2Fauto%2Fs3%2Faws4_request" in urls["r2"]
 
 
-# -- (b) a real server accepts them ----------------------------------------------------
-
-
-@pytest.mark.real_s3
-@pytest.mark.parametrize("with_public_endpoint", [False, True])
-def test_real_server_serves_fast_urls_and_refuses_bad_ones(
-    real_storage: DualStorageClient,
-    request: pytest.FixtureRequest,
-    unique_key: str,
-    with_public_endpoint: bool,
-) -> None:
-    if with_public_endpoint:
-        request.getfixturevalue("public_endpoint")
-    store, bucket = real_storage.locate("datasets")
-    assert store._link_signer().fast_path(bucket)
-    key = f"{unique_key}/a b+c~d%e#f?g=h&i/日本語 ü.zip"
-    real_storage.upload_dataset(io.BytesIO(b"fast bytes"), key)
-
-    url = store.presign_get(bucket, key, 60)
-    assert fetch(url) == b"fast bytes"
-    disposition = {"ResponseContentDisposition": "attachment; filename=x.zip"}
-    assert fetch(store.presign_get(bucket, key, 60, extra=disposition)) == b"fast bytes"
-    assert fetch(ExternalStorage().url(key)) == b"fast bytes"
-    assert fetch(ExternalStorage().url(key, parameters=disposition, expire=30)) == b"fast bytes"
-    if with_public_endpoint:
-        assert urlsplit(url).hostname == "localhost"
-
-    head, signature = url.rsplit("=", 1)
-    flipped = ("0" if signature[0] != "0" else "1") + signature[1:]
-    assert refusal_status(f"{head}={flipped}") == 403
-
-    now = datetime.datetime.now(datetime.timezone.utc).replace(tzinfo=None)
-    an_hour_ago = now - datetime.timedelta(hours=1)
-    with mock.patch("botocore.auth.get_current_datetime", return_value=an_hour_ago):
-        expired = store.presign_get(bucket, key, 60)
-    assert "X-Amz-Expires=60" in expired
-    assert refusal_status(expired) == 403
-
-
-# -- (c) no HTTP request ---------------------------------------------------------------
+# -- (c) no HTTP request -----------------------------------------------------------------
 
 
 def test_presign_and_url_make_zero_http_requests(settings: SettingsWrapper) -> None:
@@ -226,7 +202,7 @@ def test_presign_and_url_make_zero_http_requests(settings: SettingsWrapper) -> N
         assert all("X-Amz-Signature=" in url for url in urls)
 
 
-# -- (d) botocore signs whatever the fast path cannot match ---------------------------
+# -- (d) botocore signs whatever the fast path cannot match ------------------------------
 
 
 def external_config() -> StoreConfig:
@@ -304,3 +280,41 @@ def test_the_secret_stays_out_of_sight() -> None:
     assert SECRET not in repr(signer) and SECRET not in repr(store)
     with pytest.raises(TypeError):
         vars(signer)  # slots: no attribute dict to dump
+
+
+# -- the client's presigned URLs, on moto ------------------------------------------------
+
+
+def test_presigned_url_names_bucket_key_and_expiry(moto_storage: DualStorageClient) -> None:
+    moto_storage.upload_dataset(io.BytesIO(b"data"), "datasets/abc 123.zip")
+    calls = record_api_calls(moto_storage)
+    url = moto_storage.generate_dataset_presigned_url(
+        dataset_key="datasets/abc 123.zip", expiration=900
+    )
+    parts = urlsplit(url)
+    query = parse_qs(parts.query)
+    assert "training-datasets" in url
+    assert parts.path.endswith("/datasets/abc%20123.zip")
+    assert query["X-Amz-Expires"] == ["900"]
+    assert query["X-Amz-Signature"]
+    assert MOTO_SECRET_KEY not in url
+    assert calls == []  # signing makes no request
+
+
+@pytest.mark.parametrize("expiration", [1, 3600, MAX_PRESIGN_SECONDS])
+def test_presign_expiry_bounds_are_accepted(
+    moto_storage: DualStorageClient, expiration: int
+) -> None:
+    assert MAX_PRESIGN_SECONDS == 604800
+    url = moto_storage.generate_dataset_presigned_url("datasets/a.zip", expiration=expiration)
+    assert parse_qs(urlsplit(url).query)["X-Amz-Expires"] == [str(expiration)]
+
+
+@pytest.mark.parametrize("expiration", [0, -1, 604801, True, False, 1.5, "3600", None])
+def test_presign_expiry_out_of_range_or_wrong_type_is_refused(
+    moto_storage: DualStorageClient, expiration: Any
+) -> None:
+    with pytest.raises(InvalidArgument) as excinfo:
+        moto_storage.generate_dataset_presigned_url("datasets/a.zip", expiration=expiration)
+    assert isinstance(excinfo.value, ValueError)
+    assert "expiration" in str(excinfo.value)

@@ -1,5 +1,7 @@
-"""The download views on the real servers: internal artifacts stream through Django to
-staff with permission; datasets redirect to a presigned URL; everyone else is refused."""
+"""The download and dataset-link views on the real servers: exact bytes for staff with
+permission, the login for anonymous users, 403 without permission, 404 for other kinds
+and traversal, 502 without secrets on a store failure, streaming under ASGI.
+"""
 
 from __future__ import annotations
 
@@ -16,30 +18,19 @@ from django.urls import reverse
 from pytest_django import Settings as SettingsWrapper
 
 from dual_storage_app.client import DualStorageClient
-from dual_storage_app.models import (
-    Artifact,
-    ConfigSchema,
-    Dataset,
-    ModelWeight,
-    TrainingCheckpoint,
-)
+from dual_storage_app.models import Artifact, ConfigSchema, Dataset, ModelWeight, TrainingCheckpoint
 from dual_storage_app.store.transfer import MiB
 from dual_storage_app.testing.server import LocalS3Server
-from tests.conftest import EXTERNAL_SECRET, INTERNAL_SECRET, real_settings
+from tests.helpers import (
+    assert_nothing_private,
+    assert_page_is_clean,
+    download_url,
+    make,
+    real_settings,
+)
 from tests.http import fetch
 
 pytestmark = [pytest.mark.real_s3, pytest.mark.django_db]
-
-
-def make(model: type[Artifact], data: bytes, filename: str = "file.bin", **fields: Any) -> Any:
-    tag = uuid.uuid4().hex[:8]
-    artifact = model(name=f"{model.kind}-{tag}", **fields)
-    artifact.file.save(filename, ContentFile(data))
-    return artifact
-
-
-def download_url(kind: str, pk: int) -> str:
-    return reverse("dual_storage_app:artifact-download", kwargs={"kind": kind, "pk": pk})
 
 
 def link_url(pk: int) -> str:
@@ -58,12 +49,6 @@ def user_client(django_user_model: Any, *, staff: bool, perms: tuple[str, ...] =
     client = Client()
     client.force_login(user)
     return client
-
-
-def assert_nothing_private(content: bytes, servers: dict[str, LocalS3Server]) -> None:
-    text = content.decode()
-    assert servers["internal"].endpoint_url not in text
-    assert INTERNAL_SECRET not in text and EXTERNAL_SECRET not in text
 
 
 def test_staff_with_permission_gets_the_exact_bytes(
@@ -258,3 +243,81 @@ def test_view_only_staff_can_open_an_internal_change_page(
     changelist = client.get(reverse("admin:dual_storage_app_modelweight_changelist"))
     assert b'value="download"' in changelist.content
     assert b'value="verify_integrity"' not in changelist.content  # needs change permission
+
+
+# -- anonymous users, users without permission, hostile paths ----------------------------
+
+
+def test_views_refuse_anonymous_users_and_users_without_permission(
+    real_storage: DualStorageClient,
+    django_user_model: Any,
+    s3_servers: dict[str, LocalS3Server],
+) -> None:
+    weight, dataset = make(ModelWeight, b"private weights"), make(Dataset, b"dataset")
+    download = reverse("dual_storage_app:artifact-download", args=["weights", weight.pk])
+    link = reverse("dual_storage_app:dataset-link", kwargs={"pk": dataset.pk})
+    for url in (download, link):
+        response = Client().get(url)
+        assert response.status_code == 302, url
+        assert response["Location"] == f"{reverse('admin:login')}?next={quote(url)}"
+
+    def user(staff: bool, *perms: str) -> Client:
+        account = django_user_model.objects.create_user(
+            username=f"u-{uuid.uuid4().hex[:8]}", password="pw", is_staff=staff
+        )
+        account.user_permissions.add(*Permission.objects.filter(codename__in=perms))
+        client = Client()
+        client.force_login(account)
+        return client
+
+    refused: list[tuple[Client, str]] = [
+        (user(False), download),
+        (user(True), download),
+        (user(False, "view_modelweight"), download),  # permission, but not staff
+        (user(True, "view_dataset"), download),  # another model's permission
+        (user(False), link),
+        (user(True), link),
+        (user(True, "view_modelweight"), link),
+    ]
+    for client, url in refused:
+        response = client.get(url)
+        assert response.status_code == 403, url
+        assert "Location" not in response
+        assert b"private weights" not in response.content
+        assert_page_is_clean(response.content, s3_servers, url, internal=True)
+
+
+def test_views_answer_404_to_a_kind_with_traversal(
+    real_storage: DualStorageClient, admin_client: Client
+) -> None:
+    weight = ModelWeight(name="w")
+    weight.file.save("w.pth", ContentFile(b"weights"))
+    dataset = Dataset(name="d")
+    dataset.file.save("d.zip", ContentFile(b"dataset"))
+    response: Any = admin_client.get(f"/storage/weights/{weight.pk}/download/")
+    assert response.status_code == 200  # the control: this kind and id do download
+    assert b"".join(response.streaming_content) == b"weights"
+    response.close()
+    hostile_kinds = [
+        "..",
+        ".",
+        "%2e%2e",
+        "weights%2F..%2Fdatasets",
+        "weights/../datasets",
+        "..%2Fweights",
+        "weights%00",
+        "weights%5C..%5Cdatasets",
+        "WEIGHTS",
+        "weights%E2%80%8B",  # weights + zero-width space
+        "datasets",
+    ]
+    for kind in hostile_kinds:
+        for pk in (weight.pk, dataset.pk):
+            response = admin_client.get(f"/storage/{kind}/{pk}/download/")
+            assert response.status_code == 404, kind
+    for path in (
+        f"/storage/../weights/{weight.pk}/download/",
+        f"/storage/datasets/..%2F{dataset.pk}/link/",
+        f"/storage/datasets/{dataset.pk}%00/link/",
+    ):
+        assert admin_client.get(path).status_code == 404, path

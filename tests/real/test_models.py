@@ -1,19 +1,33 @@
-"""Artifact models on the real servers: metadata in one pass, and DB/store consistency."""
+"""The artifact models on the real servers: what a save records, uploads undone by a
+rollback, deletes only after commit, published schemas, content types; and the
+migration, which freezes no endpoint, key or secret.
+"""
 
 from __future__ import annotations
 
+import ast
 import hashlib
 import io
+import re
+from io import StringIO
+from pathlib import Path
 
 import pytest
 from django.core.files.base import ContentFile, File
+from django.core.management import call_command
 from django.db import transaction
+from django.db.migrations.writer import MigrationWriter
 
+import dual_storage_app
 from dual_storage_app.client import DualStorageClient
 from dual_storage_app.exceptions import StorageUnavailable
 from dual_storage_app.models import ConfigSchema, Dataset, ModelWeight, TrainingCheckpoint
+from dual_storage_app.storages import ExternalStorage, InternalStorage, weights_storage
 from dual_storage_app.store import facade
 from dual_storage_app.store.transfer import MiB
+from dual_storage_app.testing.pair import EXTERNAL_SECRET, INTERNAL_SECRET
+from tests.helpers import SECRETS
+from tests.testapp.models import Upload
 
 pytestmark = [pytest.mark.real_s3, pytest.mark.django_db(transaction=True)]
 
@@ -194,3 +208,53 @@ def test_content_type_comes_from_the_key_not_the_client(real_storage: DualStorag
     dataset.file.save("x.zip", upload)
     assert dataset.content_type == "application/zip"
     assert real_storage.head("datasets", dataset.key).content_type == "application/zip"
+
+
+# -- the migration -----------------------------------------------------------------------
+
+
+@pytest.mark.django_db
+def test_migrations_freeze_no_endpoint_or_secret(real_storage: DualStorageClient) -> None:
+    field = Upload._meta.get_field("weight")
+    _, _, _, kwargs = field.deconstruct()
+    assert kwargs["storage"] is weights_storage
+    serialized, _ = MigrationWriter.serialize(kwargs["storage"])
+    assert serialized == "dual_storage_app.storages.weights_storage"
+    rendered = repr(InternalStorage()) + repr(ExternalStorage()) + serialized
+    for secret in (INTERNAL_SECRET, EXTERNAL_SECRET, "127.0.0.1"):
+        assert secret not in rendered
+
+
+@pytest.mark.django_db
+def test_migration_freezes_no_endpoint_key_or_secret(real_storage: DualStorageClient) -> None:
+    path = Path(dual_storage_app.__file__).parent / "migrations" / "0001_initial.py"
+    source = path.read_text()
+    strings = [
+        node.value
+        for node in ast.walk(ast.parse(source))
+        if isinstance(node, ast.Constant) and isinstance(node.value, str)
+    ]
+    for forbidden in (
+        *SECRETS,
+        "minioadmin",
+        "http://",
+        "https://",
+        "127.0.0.1",
+        "localhost",
+        "30900",
+        "amazonaws",
+        "r2.cloudflarestorage",
+        "internal-access",
+        "external-access",
+    ):
+        assert forbidden not in source, forbidden
+    assert not [s for s in strings if re.search(r"(?i)secret|access.?key|endpoint", s)]
+    # Storages are frozen as import paths of callables, never as configured instances.
+    storages = set(re.findall(r"storage=([\w.]+)", source))
+    assert storages == {
+        f"dual_storage_app.storages.{kind}_storage"
+        for kind in ("weights", "checkpoints", "schemas", "datasets")
+    }
+    out = StringIO()
+    call_command("makemigrations", "dual_storage_app", "--check", "--dry-run", stdout=out)
+    assert "No changes detected" in out.getvalue()

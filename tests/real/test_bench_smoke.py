@@ -5,20 +5,24 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 
 from bench.report import RATIO_HEADER
+from tests.helpers import REPO_ROOT
 
 pytestmark = pytest.mark.real_s3
 
-REPO = Path(__file__).resolve().parent.parent
+
 PEERS = ("boto3 default", "boto3 tuned", "s5cmd", "rclone", "aws s3 cp")
+
+
 CONTENDERS = {
     "upload": ("ours", "ours FileField save", *PEERS),
     "download": ("ours", "ours download command", *PEERS, "ours without SHA-256 (diagnostic)"),
 }
+
+
 GOALS = ("upload >= 0.95x", "download >= 0.95x", "presign >= 20,000/s", "get_schema", "peak RSS")
 
 
@@ -26,7 +30,7 @@ def test_quick_bench_prints_every_contender_with_a_ratio() -> None:
     env = {k: v for k, v in os.environ.items() if k != "DJANGO_SETTINGS_MODULE"}
     done = subprocess.run(
         [sys.executable, "-m", "bench.run", "--quick"],
-        cwd=REPO,
+        cwd=REPO_ROOT,
         env=env,
         capture_output=True,
         text=True,

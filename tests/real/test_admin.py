@@ -1,19 +1,18 @@
-"""The admin on the real servers: list pages, uploads, presigned links, download,
-verify and refresh actions, and no page that shows the internal store or a secret."""
+"""The admin on the real servers: changelists, the change form, the actions (presign,
+download, verify, refresh), search, and pages that show no secret and no private
+endpoint. Uploads through the add form: ``test_admin_uploads.py``.
+"""
 
 from __future__ import annotations
 
-import hashlib
-import os
-import uuid
 from datetime import timedelta
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlsplit
 
 import pytest
 from django.contrib import messages
+from django.contrib.auth.models import Permission
 from django.core.files.base import ContentFile
-from django.core.files.uploadedfile import SimpleUploadedFile
 from django.template.defaultfilters import filesizeformat
 from django.test import Client
 from django.urls import reverse
@@ -21,37 +20,24 @@ from django.utils import timezone
 from pytest_django import Settings as SettingsWrapper
 
 from dual_storage_app.client import DualStorageClient
-from dual_storage_app.models import (
-    Artifact,
-    ConfigSchema,
-    Dataset,
-    ModelWeight,
-    TrainingCheckpoint,
-)
-from dual_storage_app.store.transfer import MiB
+from dual_storage_app.models import Artifact, ConfigSchema, Dataset, ModelWeight, TrainingCheckpoint
 from dual_storage_app.testing.server import LocalS3Server, free_port_pair
-from tests.conftest import EXTERNAL_SECRET, INTERNAL_SECRET, real_settings
+from tests.helpers import (
+    ALL_MODELS,
+    HOSTILE_KEYS,
+    INTERNAL_MODELS,
+    WRONG_SECRET,
+    admin_url,
+    assert_nothing_private,
+    assert_page_is_clean,
+    changelist,
+    levels,
+    make,
+    real_settings,
+)
 from tests.http import fetch
 
 pytestmark = [pytest.mark.real_s3, pytest.mark.django_db]
-
-
-def make(model: type[Artifact], data: bytes, **fields: Any) -> Any:
-    """Save an artifact of ``model`` holding ``data`` (uploaded by the model's save)."""
-    tag = uuid.uuid4().hex[:8]
-    defaults: dict[type[Artifact], dict[str, Any]] = {
-        ModelWeight: {"framework": "torch"},
-        TrainingCheckpoint: {"job_id": f"job-{tag}", "epoch": 3},
-        ConfigSchema: {"framework": f"fw-{tag}"},
-        Dataset: {},
-    }
-    artifact = model(name=f"{model.kind}-{tag}", **{**defaults[model], **fields})
-    artifact.file.save(f"{tag}.bin", ContentFile(data))
-    return artifact
-
-
-def changelist(model: type[Artifact]) -> str:
-    return reverse(f"admin:dual_storage_app_{model._meta.model_name}_changelist")
 
 
 def act(client: Client, model: type[Artifact], action: str, *rows: Artifact, **extra: Any) -> Any:
@@ -59,16 +45,6 @@ def act(client: Client, model: type[Artifact], action: str, *rows: Artifact, **e
     follow = extra.pop("follow", False)
     data = {"action": action, "_selected_action": [row.pk for row in rows], **extra}
     return client.post(changelist(model), data, follow=follow)
-
-
-def assert_nothing_private(content: bytes, servers: dict[str, LocalS3Server]) -> None:
-    text = content.decode()
-    assert servers["internal"].endpoint_url not in text
-    assert INTERNAL_SECRET not in text and EXTERNAL_SECRET not in text
-
-
-def levels(response: Any) -> list[tuple[int, str]]:
-    return [(m.level, str(m)) for m in response.context["messages"]]
 
 
 @pytest.mark.parametrize("model", [ModelWeight, TrainingCheckpoint, ConfigSchema, Dataset])
@@ -110,34 +86,6 @@ def test_checkpoint_list_has_job_columns_and_filter(
     assert checkpoint.job_id in response.content.decode()
 
 
-def test_add_form_upload_records_hash_size_and_uploader(
-    real_storage: DualStorageClient,
-    admin_client: Client,
-    admin_user: Any,
-    s3_servers: dict[str, LocalS3Server],
-) -> None:
-    data = b"\x00weights\xff" * 20_000
-    url = reverse("admin:dual_storage_app_modelweight_add")
-    form = admin_client.get(url)
-    assert form.status_code == 200 and b'enctype="multipart/form-data"' in form.content
-    upload = SimpleUploadedFile("resnet 50.pth", data, content_type="application/octet-stream")
-    response = admin_client.post(url, {"name": "resnet50", "framework": "torch", "file": upload})
-    assert response.status_code == 302, response.content
-    weight = ModelWeight.objects.get(name="resnet50")
-    assert weight.sha256 == hashlib.sha256(data).hexdigest() and weight.size == len(data)
-    assert weight.uploaded_by == admin_user and weight.bucket == "model-weights"
-    assert real_storage.head("weights", weight.key).size == len(data)
-    assert real_storage.internal.get_bytes("model-weights", weight.key) == data
-    change = admin_client.get(
-        reverse("admin:dual_storage_app_modelweight_change", args=[weight.pk])
-    )
-    text = change.content.decode()
-    assert weight.sha256 in text and weight.key in text
-    assert reverse("dual_storage_app:artifact-download", args=["weights", weight.pk]) in text
-    assert 'name="sha256"' not in text and 'name="size"' not in text  # read-only
-    assert_nothing_private(change.content, s3_servers)
-
-
 def test_change_form_edit_keeps_the_file(
     real_storage: DualStorageClient, admin_client: Client
 ) -> None:
@@ -148,6 +96,9 @@ def test_change_form_edit_keeps_the_file(
     dataset.refresh_from_db()
     assert dataset.name == "renamed" and dataset.size == len(b"dataset")
     assert real_storage.exists("datasets", dataset.key)
+
+
+# -- actions -----------------------------------------------------------------------------
 
 
 def test_actions_offered_per_store(real_storage: DualStorageClient, admin_client: Client) -> None:
@@ -305,51 +256,103 @@ def test_verify_reports_an_unreachable_store(
     assert closed not in reported[0][1]
 
 
-def test_large_admin_upload_streams_from_the_temporary_upload_file(
-    real_storage: DualStorageClient,
-    admin_client: Client,
-    settings: SettingsWrapper,
-    monkeypatch: pytest.MonkeyPatch,
+# -- search ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("text", HOSTILE_KEYS)
+def test_admin_search_with_hostile_text_does_not_crash(
+    text: str, real_storage: DualStorageClient, admin_client: Client
 ) -> None:
-    """Above FILE_UPLOAD_MAX_MEMORY_SIZE Django spools the upload to a temp file; the
-    model streams from that file in parts (multipart), never from one bytes object."""
-    from django.core.files.uploadedfile import TemporaryUploadedFile
-
-    settings.FILE_UPLOAD_MAX_MEMORY_SIZE = 1024
-    data = os.urandom(20 * MiB)  # above the 16 MiB multipart threshold
-    seen: list[type] = []
-    store, _ = real_storage.locate("weights")
-    real_upload = store.upload
-
-    def spy(bucket: str, key: str, source: Any, **kwargs: Any) -> Any:
-        seen.append(type(source))
-        return real_upload(bucket, key, source, **kwargs)
-
-    monkeypatch.setattr(store, "upload", spy)
-    upload = SimpleUploadedFile("big.pth", data)
-    url = reverse("admin:dual_storage_app_modelweight_add")
-    response = admin_client.post(url, {"name": "big", "framework": "", "file": upload})
-    assert response.status_code == 302
-    weight = ModelWeight.objects.get(name="big")
-    assert seen == [TemporaryUploadedFile]
-    assert weight.sha256 == hashlib.sha256(data).hexdigest()
-    assert weight.etag.endswith("-2")  # two parts: streamed multipart
+    artifact = Dataset(name="findable")
+    artifact.file.save("findable.zip", ContentFile(b"d"))
+    for model in ("dataset", "modelweight", "trainingcheckpoint", "configschema"):
+        response = admin_client.get(
+            reverse(f"admin:dual_storage_app_{model}_changelist"), {"q": text}
+        )
+        assert response.status_code == 200, model
 
 
-def test_store_failure_on_the_add_form_is_an_error_message(
+# -- pages show no secret and no private endpoint ----------------------------------------
+
+
+def test_admin_pages_show_no_secret_and_no_private_endpoint(
+    public_endpoint: str,
+    admin_client: Client,
     s3_servers: dict[str, LocalS3Server],
-    _real_buckets: None,
-    admin_client: Client,
-    settings: SettingsWrapper,
+    django_user_model: Any,
 ) -> None:
-    settings.DUAL_STORAGE = real_settings(s3_servers, INTERNAL_STORAGE_SECRET_KEY="bad-secret-1")
-    url = reverse("admin:dual_storage_app_modelweight_add")
-    upload = SimpleUploadedFile("w.pth", b"weights")
-    response = admin_client.post(url, {"name": "nope", "framework": "", "file": upload})
-    assert response.status_code == 302 and response["Location"] == url
-    shown = admin_client.get(url)
-    errors = [text for level, text in levels(shown) if level == messages.ERROR]
-    assert len(errors) == 1 and errors[0].startswith("The file was not stored: access to key")
-    assert not ModelWeight.objects.filter(name="nope").exists()
-    assert_nothing_private(shown.content, s3_servers)
-    assert b"bad-secret-1" not in shown.content
+    rows = {model: make(model, b"admin page " + model.kind.encode()) for model in ALL_MODELS}
+    viewer = django_user_model.objects.create_user(username="viewer", password="pw", is_staff=True)
+    viewer.user_permissions.add(*Permission.objects.filter(codename__startswith="view_"))
+    view_only = Client()
+    view_only.force_login(viewer)
+    pages: list[tuple[Client, str, bool]] = [(admin_client, reverse("admin:index"), False)]
+    pages.append((admin_client, reverse("admin:app_list", args=["dual_storage_app"]), False))
+    for model, row in rows.items():
+        internal = model in INTERNAL_MODELS
+        for client in (admin_client, view_only):
+            pages += [
+                (client, admin_url(model, "changelist"), internal),
+                (client, admin_url(model, "change", row.pk), internal),
+                (client, admin_url(model, "history", row.pk), internal),
+            ]
+        pages += [
+            (admin_client, admin_url(model, "add"), internal),
+            (admin_client, admin_url(model, "delete", row.pk), internal),
+            (admin_client, admin_url(model, "changelist") + f"?q={quote(row.key)}", internal),
+        ]
+    for client, url, internal in pages:
+        response = client.get(url)
+        assert response.status_code == 200, url
+        assert_page_is_clean(response.content, s3_servers, url, internal=internal)
+
+    dataset = rows[Dataset]
+    action = {"action": "create_presigned_links", "_selected_action": [dataset.pk]}
+    form = admin_client.post(admin_url(Dataset, "changelist"), action)
+    assert_page_is_clean(form.content, s3_servers, "presign form", internal=True)
+    result = admin_client.post(
+        admin_url(Dataset, "changelist"), {**action, "expires": "60", "apply": "1"}
+    )
+    assert result.status_code == 200 and b"X-Amz-Signature" in result.content
+    assert_page_is_clean(result.content, s3_servers, "presign result", internal=False)
+    for model in INTERNAL_MODELS:  # the download action: a redirect into Django, no URL
+        response = admin_client.post(
+            admin_url(model, "changelist"),
+            {"action": "download", "_selected_action": [rows[model].pk]},
+        )
+        assert response.status_code == 302
+        assert response["Location"] == reverse(
+            "dual_storage_app:artifact-download", args=[model.kind, rows[model].pk]
+        )
+
+
+def test_admin_store_failures_show_no_secret(
+    s3_servers: dict[str, LocalS3Server],
+    real_storage: DualStorageClient,
+    settings: SettingsWrapper,
+    admin_client: Client,
+) -> None:
+    rows = [make(model, b"x") for model in ALL_MODELS]
+    settings.DUAL_STORAGE = real_settings(
+        s3_servers,
+        INTERNAL_STORAGE_SECRET_KEY=WRONG_SECRET,
+        EXTERNAL_STORAGE_SECRET_KEY=WRONG_SECRET,
+    )
+    for row in rows:
+        model = type(row)
+        for action in ("verify_integrity", "refresh_metadata"):
+            response = admin_client.post(
+                admin_url(model, "changelist"),
+                {"action": action, "_selected_action": [row.pk]},
+                follow=True,
+            )
+            assert response.status_code == 200
+            text = " ".join(str(m) for m in response.context["messages"])
+            assert "refused" in text, text
+            assert_page_is_clean(response.content, s3_servers, action, internal=True)
+    upload = admin_client.post(
+        admin_url(ModelWeight, "add"),
+        {"name": "denied", "framework": "", "file": ContentFile(b"w", name="w.pth")},
+        follow=True,
+    )
+    assert_page_is_clean(upload.content, s3_servers, "failed add form", internal=True)

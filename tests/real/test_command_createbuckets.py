@@ -1,4 +1,4 @@
-"""Management commands shipped with the app, on the real servers."""
+"""``dualstorage_createbuckets`` on the real servers."""
 
 from __future__ import annotations
 
@@ -9,8 +9,9 @@ from django.core.management import CommandError, call_command
 from pytest_django import Settings as SettingsWrapper
 
 from dual_storage_app.client import DualStorageClient
+from dual_storage_app.testing.pair import INTERNAL_SECRET
 from dual_storage_app.testing.server import LocalS3Server
-from tests.conftest import INTERNAL_SECRET, real_settings
+from tests.helpers import real_settings
 
 pytestmark = pytest.mark.real_s3
 
