@@ -21,12 +21,22 @@ from django.core.files.base import File
 from django.core.files.uploadedfile import SimpleUploadedFile, TemporaryUploadedFile
 from s3transfer.exceptions import RetriesExceededError
 
+from dual_storage_app.config.loading import load_config
+from dual_storage_app.exceptions import InvalidArgument, InvalidKey
+from dual_storage_app.store import Store
 from dual_storage_app.store.download import atomic_destination
 from dual_storage_app.store.etags import ETagRecorder
-from dual_storage_app.store.hashing import HashingReader, PrefixHasher, hash_fd
+from dual_storage_app.store.hashing import (
+    HashingReader,
+    PrefixHasher,
+    hash_chunks,
+    hash_fd,
+    hash_file,
+)
 from dual_storage_app.store.ranged_download import RangedDownload
 from dual_storage_app.store.transfer import MAX_PARTS, MiB, guess_content_type, transfer_config
 from dual_storage_app.store.upload import regular_file_of, source_size
+from tests.helpers import MOTO_SETTINGS
 
 # -- HashingReader, the atomic destination, the transfer policy --------------------------
 
@@ -155,6 +165,15 @@ def test_hash_fd_matches_hashlib(tmp_path: Path) -> None:
         assert hash_fd(source.fileno(), len(data)) == hashlib.sha256(data).hexdigest()
 
 
+def test_hash_file_and_hash_chunks_match_hashlib(tmp_path: Path) -> None:
+    data = os.urandom(MiB + 5)
+    (tmp_path / "f").write_bytes(data)
+    assert hash_file(tmp_path / "f") == hashlib.sha256(data).hexdigest()
+    chunks = [data[i : i + 1000] for i in range(0, len(data), 1000)]
+    assert hash_chunks(iter(chunks)) == (len(data), hashlib.sha256(data).hexdigest())
+    assert hash_chunks([]) == (0, hashlib.sha256(b"").hexdigest())
+
+
 # -- RangedDownload ----------------------------------------------------------------------
 
 
@@ -230,6 +249,44 @@ def test_ranged_download_writes_every_part_and_reports_the_complete_prefix(
     assert heard == sorted(heard) and heard[-1] == len(data)
     assert len(client.calls) == 6  # one GET per part: no HEAD, no extra probe
     assert all(call.get("IfMatch") == '"e"' for call in client.calls[1:])
+
+
+def test_ranged_download_reports_every_byte_written_once(tmp_path: Path) -> None:
+    """``on_bytes`` (a progress bar) hears each block as it is written, also across a
+    resumed range: the increments add up to the size, never more."""
+    data = os.urandom(3 * MiB + 11)
+    client = _ScriptedClient(data, cuts={MiB: 300_000})
+    written: list[int] = []
+    lock = threading.Lock()
+
+    def on_bytes(count: int) -> None:
+        with lock:
+            written.append(count)
+
+    with (tmp_path / "f").open("w+b") as sink:
+        size = RangedDownload(
+            client,  # type: ignore[arg-type]
+            "b",
+            "k",
+            sink.fileno(),
+            part_size=MiB,
+            threads=4,
+            attempts=3,
+            on_contiguous=lambda _end: None,
+            on_bytes=on_bytes,
+        ).run()
+    assert size == len(data) == sum(written)
+    assert len(written) > 4 and all(count > 0 for count in written)
+
+
+def test_read_into_refuses_a_sink_without_a_file_descriptor() -> None:
+    """Downloads are ranged GETs written at their offsets into a real file; a BytesIO is
+    refused before any request, with an error that says what to pass instead."""
+    store = Store(load_config({**MOTO_SETTINGS}).internal)
+    with pytest.raises(InvalidArgument, match=r"BytesIO: the sink must be a file"):
+        store.read_into("model-weights", "w.pth", io.BytesIO())
+    with pytest.raises(InvalidKey):  # the key is still checked first
+        store.read_into("model-weights", "../w.pth", io.BytesIO())
 
 
 def test_ranged_download_resumes_a_broken_stream_from_where_it_stopped(
