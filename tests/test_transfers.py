@@ -11,6 +11,7 @@ import hashlib
 import io
 import os
 import threading
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -222,7 +223,14 @@ class _ScriptedClient:
         }
 
 
-def _ranged(client: _ScriptedClient, path: Path, attempts: int = 3) -> tuple[int, list[int]]:
+def _ranged(
+    client: _ScriptedClient,
+    path: Path,
+    attempts: int = 3,
+    on_bytes: Callable[[int], None] = lambda _count: None,
+) -> tuple[int, list[int]]:
+    """Run a RangedDownload of 1 MiB parts into ``path``; its size and every contiguous
+    end it reported."""
     heard: list[int] = []
     with path.open("w+b") as sink:
         size = RangedDownload(
@@ -234,6 +242,7 @@ def _ranged(client: _ScriptedClient, path: Path, attempts: int = 3) -> tuple[int
             threads=4,
             attempts=attempts,
             on_contiguous=heard.append,
+            on_bytes=on_bytes,
         ).run()
     return size, heard
 
@@ -263,18 +272,7 @@ def test_ranged_download_reports_every_byte_written_once(tmp_path: Path) -> None
         with lock:
             written.append(count)
 
-    with (tmp_path / "f").open("w+b") as sink:
-        size = RangedDownload(
-            client,  # type: ignore[arg-type]
-            "b",
-            "k",
-            sink.fileno(),
-            part_size=MiB,
-            threads=4,
-            attempts=3,
-            on_contiguous=lambda _end: None,
-            on_bytes=on_bytes,
-        ).run()
+    size, _ = _ranged(client, tmp_path / "f", on_bytes=on_bytes)
     assert size == len(data) == sum(written)
     assert len(written) > 4 and all(count > 0 for count in written)
 
