@@ -2,7 +2,9 @@
 
 Contenders: our ``Store.presign_get``, our ``ExternalStorage.url()`` (what a Django
 ``FileField`` calls), raw boto3 ``generate_presigned_url`` and django-storages'
-``S3Storage.url()``, all signing for the bench's server with the same keys.
+``S3Storage.url()``, all signing for the bench's server with the same keys. Every link of
+ours asks for ``Content-Disposition: attachment; filename=...`` (store/disposition.py);
+the peers sign that same override, so every contender makes the same, safe link.
 """
 
 from __future__ import annotations
@@ -11,6 +13,8 @@ import time
 from collections.abc import Callable
 
 from storages.backends.s3 import S3Storage
+
+from dual_storage_app.store.disposition import content_disposition
 
 from .contenders import OURS, our_store, raw_client
 from .djangoenv import configure
@@ -42,16 +46,24 @@ def _signers(target: Target, keys: list[str]) -> dict[str, Callable[[], object]]
         querystring_expire=EXPIRES,
     )
     bucket = target.bucket
+
+    def attachment(key: str) -> dict[str, str]:
+        return {"ResponseContentDisposition": content_disposition("attachment", key[9:])}
+
     return {
         OURS: lambda: [store.presign_get(bucket, key, EXPIRES) for key in keys],
         f"{OURS} FileField url()": lambda: [field_storage.url(key) for key in keys],
         "boto3 generate_presigned_url": lambda: [
             client.generate_presigned_url(
-                "get_object", Params={"Bucket": bucket, "Key": key}, ExpiresIn=EXPIRES
+                "get_object",
+                Params={"Bucket": bucket, "Key": key, **attachment(key)},
+                ExpiresIn=EXPIRES,
             )
             for key in keys
         ],
-        "django-storages url()": lambda: [plain_storage.url(key) for key in keys],
+        "django-storages url()": lambda: [
+            plain_storage.url(key, parameters=attachment(key)) for key in keys
+        ],
     }
 
 

@@ -7,6 +7,7 @@ keys, never endpoints.
 
 from __future__ import annotations
 
+import dataclasses
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -29,6 +30,19 @@ from .store.transfer import MAX_PRESIGN_SECONDS, validate_expiry
 
 if TYPE_CHECKING:
     Admin = admin.ModelAdmin[Any]
+
+# Links one action may create: each is a 7-day bearer credential on a page of its own;
+# more is a script's job (manage.py dualstorage_presign), not a page's.
+MAX_LINKS_PER_ACTION = 1000
+
+
+@dataclasses.dataclass(frozen=True)
+class PresignedLink:
+    """A dataset and its link. The URL is a credential: ``repr`` (which Django's template
+    debug logging writes) never shows it."""
+
+    dataset: Dataset
+    url: str = dataclasses.field(repr=False)
 
 
 class PresignForm(forms.Form):
@@ -54,6 +68,9 @@ def _admin_context(modeladmin: Admin, request: HttpRequest, title: str) -> dict[
     return {
         **modeladmin.admin_site.each_context(request),
         "title": title,
+        # admin/base.html reads it; a failed lookup would make Django's template logger
+        # write the whole context (CSRF token, links) at DEBUG.
+        "subtitle": None,
         "opts": opts,
         "app_label": opts.app_label,
         "action_checkbox_name": helpers.ACTION_CHECKBOX_NAME,
@@ -63,8 +80,20 @@ def _admin_context(modeladmin: Admin, request: HttpRequest, title: str) -> dict[
 @admin.action(description=gettext_lazy("Create presigned download link"), permissions=["view"])
 def create_presigned_links(
     modeladmin: Admin, request: HttpRequest, queryset: QuerySet[Dataset]
-) -> HttpResponseBase:
+) -> HttpResponseBase | None:
     """Ask for an expiry (intermediate page), then show the links and when they expire."""
+    count = queryset.count()
+    if count > MAX_LINKS_PER_ACTION:
+        modeladmin.message_user(
+            request,
+            _(
+                "Select at most %(limit)d datasets to presign at once (%(count)d are "
+                "selected); filter the list, or use manage.py dualstorage_presign for scripts."
+            )
+            % {"limit": MAX_LINKS_PER_ACTION, "count": count},
+            messages.ERROR,
+        )
+        return None
     form = PresignForm(request.POST if "apply" in request.POST else None)
     if not form.is_valid():
         context = _admin_context(modeladmin, request, _("Create presigned download links"))
@@ -72,11 +101,11 @@ def create_presigned_links(
         return TemplateResponse(request, "dual_storage_app/admin/presign_form.html", context)
     expires: int = form.cleaned_data["expires"]
     expires_at = timezone.now() + timedelta(seconds=expires)
-    links: list[tuple[Dataset, str]] = []
-    for dataset in queryset:
+    links: list[PresignedLink] = []
+    for dataset in queryset.iterator():
         store, bucket = dataset.location()
         try:
-            links.append((dataset, store.presign_get(bucket, dataset.key, expires)))
+            links.append(PresignedLink(dataset, store.presign_get(bucket, dataset.key, expires)))
         except DualStorageError as exc:
             modeladmin.message_user(
                 request,

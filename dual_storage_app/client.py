@@ -142,10 +142,14 @@ class DualStorageClient:
         store, bucket = self.locate("datasets")
         return store.download(bucket, dataset_key, Path(dest_path))
 
-    def generate_dataset_presigned_url(self, dataset_key: str, expiration: int = 3600) -> str:
-        """A GET URL for a browser, signed against ``EXTERNAL_STORAGE_PUBLIC_ENDPOINT``."""
+    def generate_dataset_presigned_url(
+        self, dataset_key: str, expiration: int = 3600, *, inline: bool = False
+    ) -> str:
+        """A GET URL for a browser, signed against ``EXTERNAL_STORAGE_PUBLIC_ENDPOINT``.
+        It downloads as an attachment named after the key; ``inline=True`` lets a
+        browser show it in place, for types that run nothing (images, PDF, text...)."""
         store, bucket = self.locate("datasets")
-        return store.presign_get(bucket, dataset_key, expiration)
+        return store.presign_get(bucket, dataset_key, expiration, inline=inline)
 
     # -- any kind --------------------------------------------------------------
 

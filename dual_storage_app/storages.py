@@ -95,8 +95,8 @@ class _DualStorage(S3Storage):  # type: ignore[misc]
         store, bucket = self._location()
         if content.seekable():
             content.seek(0)
-        content_type = getattr(content, "content_type", None)
-        return store.upload(bucket, str(name), content, content_type=content_type).key
+        # The type comes from the name, as for the models, never from the browser's claim.
+        return store.upload(bucket, str(name), content).key
 
     def _open(self, name: str, mode: str = "rb") -> File[Any]:
         """Read-only: the object is downloaded (parallel ranged GETs, SHA-256 verified

@@ -160,4 +160,7 @@ def dataset_link(request: HttpRequest, pk: int) -> HttpResponseBase:
         url = store.presign_get(bucket, dataset.key, expires)
     except DualStorageError as exc:
         return _storage_failure(exc, dataset)
-    return HttpResponseRedirect(url)
+    response = HttpResponseRedirect(url)
+    # The link is a bearer credential: no shared cache may keep it, no browser store it.
+    patch_cache_control(response, private=True, no_store=True)
+    return response

@@ -22,6 +22,7 @@ from ..config.stores import StoreConfig
 from ..exceptions import InvalidArgument, NoPublicURL, ObjectNotFound
 from ..keys import validate_key, validate_prefix
 from .clients import make_client
+from .disposition import link_parameters
 from .download import atomic_destination, download_to_descriptor, has_descriptor
 from .errors import translated
 from .etags import ETagRecorder
@@ -315,9 +316,20 @@ class Store:
     # -- links -----------------------------------------------------------------
 
     def presign_get(
-        self, bucket: str, key: str, expiration: int, *, extra: dict[str, Any] | None = None
+        self,
+        bucket: str,
+        key: str,
+        expiration: int,
+        *,
+        extra: dict[str, Any] | None = None,
+        inline: bool = False,
     ) -> str:
-        """A presigned GET URL, signed against the public endpoint. No network request."""
+        """A presigned GET URL, signed against the public endpoint. No network request.
+
+        The link asks the store for ``Content-Disposition: attachment`` with the file
+        name, or ``inline`` (when asked) only for types a browser shows without running
+        them; a type a browser would execute is never served as such
+        (:mod:`.disposition`)."""
         key = validate_key(key, store=self.name, bucket=bucket)
         if self.config.public_endpoint_url is None:  # the internal store
             raise NoPublicURL(
@@ -337,8 +349,9 @@ class Store:
                 bucket=bucket,
                 key=key,
             )
+        parameters = link_parameters(key, extra, inline=inline)
         with translated(self.config, "presign", bucket, key):
-            return self._link_signer().presign_get(bucket, key, expiration, extra)
+            return self._link_signer().presign_get(bucket, key, expiration, parameters)
 
     # -- server-side operations ------------------------------------------------
 

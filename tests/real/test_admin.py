@@ -128,7 +128,7 @@ def test_presign_action_shows_working_links_and_expiry(
         admin_client, Dataset, "create_presigned_links", first, second, expires="120", apply="1"
     )
     assert result.status_code == 200
-    links = dict(result.context["links"])
+    links = {link.dataset: link.url for link in result.context["links"]}
     assert set(links) == {first, second}
     expires_at = result.context["expires_at"]
     assert timezone.is_aware(expires_at)

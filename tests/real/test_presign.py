@@ -167,7 +167,7 @@ def test_every_presigned_url_uses_the_public_endpoint(
             "apply": "1",
         },
     )
-    urls["admin action"] = dict(result.context["links"])[dataset]
+    urls["admin action"] = {link.dataset: link.url for link in result.context["links"]}[dataset]
     link = admin_client.get(reverse("dual_storage_app:dataset-link", kwargs={"pk": dataset.pk}))
     assert link.status_code == 302
     urls["dataset-link view"] = link["Location"]
