@@ -86,4 +86,6 @@ def safe_reason(
         return f"access to {where} was refused (check the store's credentials)"
     if isinstance(exc, StorageUnavailable):
         return f"the {store} store could not be reached or failed for {where}"
+    if isinstance(exc, IntegrityError):
+        return f"the object at {where} no longer holds the bytes its row recorded"
     return f"{type(exc).__name__} for {where}"

@@ -9,16 +9,13 @@ the admin's login page; signed-in users without permission get 403.
 from __future__ import annotations
 
 import logging
-import posixpath
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from functools import wraps
 from typing import Any
 
-from asgiref.sync import sync_to_async
 from django.conf import global_settings, settings
 from django.contrib.auth.views import redirect_to_login
 from django.core.exceptions import PermissionDenied
-from django.core.handlers.asgi import ASGIRequest
 from django.db.models import Model
 from django.http import (
     Http404,
@@ -28,19 +25,17 @@ from django.http import (
     HttpResponseBase,
     HttpResponseNotFound,
     HttpResponseRedirect,
-    StreamingHttpResponse,
 )
 from django.shortcuts import get_object_or_404
 from django.urls import NoReverseMatch, reverse
 from django.utils.cache import patch_cache_control
-from django.utils.http import content_disposition_header
-from django.views.decorators.http import require_GET
+from django.views.decorators.http import require_GET, require_http_methods
 
+from ._download_response import artifact_response
 from .exceptions import DualStorageError, InvalidArgument, ObjectNotFound
 from .kinds import kinds_on
 from .models import ARTIFACT_MODELS, Artifact, Dataset
-from .store.streaming import ObjectStream
-from .store.transfer import DEFAULT_CONTENT_TYPE, validate_expiry
+from .store.transfer import validate_expiry
 
 logger = logging.getLogger(__name__)
 
@@ -78,23 +73,6 @@ def _require_view_permission(request: HttpRequest, model: type[Model]) -> None:
         raise PermissionDenied
 
 
-def _chunks_for_asgi(stream: ObjectStream) -> AsyncIterator[bytes]:
-    """The stream's chunks for ASGI: each blocking read runs in a worker thread, so the
-    event loop never waits and Django never buffers the whole body."""
-    chunks = iter(stream)
-
-    def next_chunk() -> bytes | None:
-        return next(chunks, None)
-
-    read = sync_to_async(next_chunk, thread_sensitive=False)
-
-    async def generate() -> AsyncIterator[bytes]:
-        while (chunk := await read()) is not None:
-            yield chunk
-
-    return generate()
-
-
 def _storage_failure(exc: DualStorageError, artifact: Artifact) -> HttpResponse:
     """A plain-text answer naming bucket and key (never the endpoint) for a failure."""
     reason = artifact.describe_failure(exc)
@@ -110,10 +88,11 @@ def _storage_failure(exc: DualStorageError, artifact: Artifact) -> HttpResponse:
     )
 
 
-@require_GET
+@require_http_methods(["GET", "HEAD"])
 @_signed_in
 def artifact_download(request: HttpRequest, kind: str, pk: int) -> HttpResponseBase:
-    """Stream an internal artifact (weights, checkpoints, schemas) to a staff user."""
+    """Stream an internal artifact (weights, checkpoints, schemas) to a staff user: only
+    the bytes its row recorded, with HEAD and single ranges (:mod:`._download_response`)."""
     model = INTERNAL_MODELS.get(kind)
     if model is None:
         raise Http404(f"No downloadable artifact kind {kind!r}.")
@@ -121,24 +100,10 @@ def artifact_download(request: HttpRequest, kind: str, pk: int) -> HttpResponseB
         raise PermissionDenied
     _require_view_permission(request, model)
     artifact = get_object_or_404(model, pk=pk)
-    store, bucket = artifact.location()
     try:
-        stream = store.open_stream(bucket, artifact.key)
+        return artifact_response(request, artifact)
     except DualStorageError as exc:
         return _storage_failure(exc, artifact)
-    content_type = stream.content_type or artifact.content_type or DEFAULT_CONTENT_TYPE
-    # Under ASGI, Django would collect a synchronous iterator into memory first.
-    chunks = _chunks_for_asgi(stream) if isinstance(request, ASGIRequest) else stream
-    response = StreamingHttpResponse(chunks, content_type=content_type)
-    response["Content-Length"] = str(stream.size)
-    response["Content-Disposition"] = content_disposition_header(
-        as_attachment=True, filename=posixpath.basename(artifact.key) or "download"
-    )
-    if stream.etag:
-        response["ETag"] = f'"{stream.etag}"'
-    response["X-Content-Type-Options"] = "nosniff"
-    patch_cache_control(response, private=True)
-    return response
 
 
 @require_GET

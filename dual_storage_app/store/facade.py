@@ -231,10 +231,27 @@ class Store:
         """The bytes of a small object read whole."""
         return self.read_object(bucket, key)[0]
 
-    def open_stream(self, bucket: str, key: str) -> ObjectStream:
-        """An open GET of ``bucket/key`` to iterate in 1 MiB chunks (then ``close()``)."""
+    def open_stream(
+        self,
+        bucket: str,
+        key: str,
+        *,
+        byte_range: tuple[int, int] | None = None,
+        if_match: str | None = None,
+    ) -> ObjectStream:
+        """An open GET of ``bucket/key`` (or of bytes ``byte_range``, inclusive) to
+        iterate in 1 MiB chunks, then ``close()``; with ``if_match`` the store refuses it
+        (``IntegrityError``) unless the object's ETag is still that one."""
         key = validate_key(key, store=self.name, bucket=bucket)
-        return ObjectStream(self.client, self.config, bucket, key)
+        return ObjectStream(
+            self.client, self.config, bucket, key, byte_range=byte_range, if_match=if_match
+        )
+
+    def recorded_sha256(self, bucket: str, key: str) -> str | None:
+        """The SHA-256 recorded with the object at upload (its tag), or ``None`` where the
+        provider has no tagging or the object carries none."""
+        key = validate_key(key, store=self.name, bucket=bucket)
+        return recorded_sha256(self.client, self.config, bucket, key)
 
     def hash_object(self, bucket: str, key: str) -> tuple[int, str]:
         """``(size, sha256)`` of the stored bytes, read once and discarded as they pass."""

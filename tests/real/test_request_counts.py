@@ -8,8 +8,9 @@ row already knows the hash, a per-row request on a list page) fails the test by 
 The targets: a save is the upload and one PutObjectTagging (the SHA-256), nothing else;
 a download whose row knows size and SHA-256 is GETs only (one, or one per 16 MiB range),
 and without a row it adds only the tagging read (no HEAD: the first ranged GET gives the
-size); an admin list page and the dataset link send nothing; one ListObjectsV2 page
-lists up to 1,000 objects.
+size); the stream-through download reads the SHA-256 tag (checked against the row
+before the first byte) and sends one GET; an admin list page and the dataset link send
+nothing; one ListObjectsV2 page lists up to 1,000 objects.
 """
 
 from __future__ import annotations
@@ -177,7 +178,7 @@ def test_admin_add_form_upload_sends_put_and_tagging(log: RequestLog, admin_clie
 
 
 @pytest.mark.parametrize("size", SIZES)
-def test_streaming_view_sends_one_get(
+def test_streaming_view_sends_the_tag_read_and_one_get(
     size: int, log: RequestLog, admin_client: Client, make_file: MakeFile
 ) -> None:
     source = make_file("w.pth", size, seed=2)
@@ -187,10 +188,11 @@ def test_streaming_view_sends_one_get(
         body = stream_body(response)
     assert response.status_code == 200
     assert len(body) == size and hashlib.sha256(body).hexdigest() == weight.sha256
-    expect(sent, f"stream-through download of {size} bytes", internal=[GET_OBJECT])
+    # The SHA-256 tag is checked against the row before the first byte; one GET streams.
+    expect(sent, f"stream-through download of {size} bytes", internal=[GET_TAGGING, GET_OBJECT])
 
 
-def test_admin_download_action_then_stream_sends_one_get(
+def test_admin_download_action_then_stream_sends_the_tag_read_and_one_get(
     log: RequestLog, admin_client: Client, make_file: MakeFile
 ) -> None:
     weight = save_artifact(ModelWeight, make_file("w.pth", SMALL, seed=3))
@@ -202,7 +204,7 @@ def test_admin_download_action_then_stream_sends_one_get(
         )
         body = stream_body(admin_client.get(redirect["Location"]))
     assert hashlib.sha256(body).hexdigest() == weight.sha256
-    expect(sent, "admin download action, then the stream", internal=[GET_OBJECT])
+    expect(sent, "admin download action, then the stream", internal=[GET_TAGGING, GET_OBJECT])
 
 
 @pytest.mark.parametrize("model", MODELS)
