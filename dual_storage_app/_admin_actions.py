@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlencode
 
 from django import forms
 from django.contrib import admin, messages
@@ -24,8 +25,9 @@ from django.utils import timezone
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy, ngettext
 
-from .exceptions import DualStorageError, InvalidArgument
+from .exceptions import DualStorageError, InvalidArgument, ObjectNotFound
 from .models import Artifact, Dataset
+from .store.hashing import hash_chunks
 from .store.transfer import MAX_PRESIGN_SECONDS, validate_expiry
 
 if TYPE_CHECKING:
@@ -148,70 +150,75 @@ def download(
         )
         return None
     artifact = queryset.get()
-    return HttpResponseRedirect(
-        reverse(
-            "dual_storage_app:artifact-download",
-            kwargs={"kind": artifact.kind, "pk": artifact.pk},
-        )
+    # A failed download comes back here as an error message (views.artifact_download).
+    return HttpResponseRedirect(download_url(artifact, back_to=request.get_full_path()))
+
+
+def download_url(artifact: Artifact, *, back_to: str) -> str:
+    """The stream-through download of ``artifact``; a failure returns to ``back_to`` (an
+    admin page) with an error message instead of leaving the admin."""
+    url = reverse(
+        "dual_storage_app:artifact-download", kwargs={"kind": artifact.kind, "pk": artifact.pk}
     )
+    return f"{url}?{urlencode({'next': back_to})}"
 
 
 # Change permission: a verify re-reads whole objects, not something every viewer may start.
 @admin.action(description=gettext_lazy("Verify integrity"), permissions=["change"])
 def verify_integrity(modeladmin: Admin, request: HttpRequest, queryset: QuerySet[Artifact]) -> None:
-    """Re-read each object and compare its size and SHA-256 with the row."""
-    ok = 0
-    for artifact in queryset:
+    """Re-read each object and compare its size and SHA-256 with the row: one summary,
+    then each failure."""
+    counts = {"intact": 0, "changed": 0, "missing": 0, "unreadable": 0}
+    failures: list[str] = []
+    for artifact in queryset.iterator():
         try:
             store, bucket = artifact.location()
             size, sha256 = store.hash_object(bucket, artifact.key)
         except DualStorageError as exc:
-            modeladmin.message_user(
-                request,
+            counts["missing" if isinstance(exc, ObjectNotFound) else "unreadable"] += 1
+            failures.append(
                 _("%(name)s failed verification: %(reason)s.")
-                % {"name": artifact, "reason": artifact.describe_failure(exc)},
-                messages.ERROR,
+                % {"name": artifact, "reason": artifact.describe_failure(exc)}
             )
             continue
-        if (size, sha256) != (artifact.size, artifact.sha256):
-            modeladmin.message_user(
-                request,
-                _(
-                    "%(name)s failed verification: key %(key)r holds %(size)s with SHA-256 "
-                    "%(found)s, but the row records %(expected_size)s with SHA-256 %(expected)s."
-                )
-                % {
-                    "name": artifact,
-                    "key": artifact.key,
-                    "size": filesizeformat(size),
-                    "found": sha256[:12],
-                    "expected_size": filesizeformat(artifact.size),
-                    "expected": artifact.sha256[:12],
-                },
-                messages.ERROR,
-            )
+        if (size, sha256) == (artifact.size, artifact.sha256):
+            counts["intact"] += 1
             continue
-        ok += 1
-        modeladmin.message_user(
-            request,
-            _("%(name)s is intact: %(size)s, SHA-256 %(hash)s.")
-            % {"name": artifact, "size": filesizeformat(size), "hash": sha256[:12]},
-            messages.SUCCESS,
+        counts["changed"] += 1
+        failures.append(
+            _(
+                "%(name)s failed verification: key %(key)r holds %(size)s with SHA-256 "
+                "%(found)s, but the row records %(expected_size)s with SHA-256 %(expected)s."
+            )
+            % {
+                "name": artifact,
+                "key": artifact.key,
+                "size": filesizeformat(size),
+                "found": sha256[:12],
+                "expected_size": filesizeformat(artifact.size),
+                "expected": artifact.sha256[:12],
+            }
         )
-    if ok > 1:
-        modeladmin.message_user(
-            request,
-            ngettext("%(count)d artifact verified.", "%(count)d artifacts verified.", ok)
-            % {"count": ok},
-            messages.SUCCESS,
-        )
+    total = sum(counts.values())
+    summary = ngettext(
+        "Verified %(total)d artifact: %(intact)d intact, %(changed)d changed, "
+        "%(missing)d missing, %(unreadable)d unreadable.",
+        "Verified %(total)d artifacts: %(intact)d intact, %(changed)d changed, "
+        "%(missing)d missing, %(unreadable)d unreadable.",
+        total,
+    ) % {"total": total, **counts}
+    modeladmin.message_user(request, summary, messages.ERROR if failures else messages.SUCCESS)
+    for failure in failures:
+        modeladmin.message_user(request, failure, messages.ERROR)
 
 
 @admin.action(description=gettext_lazy("Refresh metadata from the store"), permissions=["change"])
 def refresh_metadata(modeladmin: Admin, request: HttpRequest, queryset: QuerySet[Artifact]) -> None:
-    """HEAD each object and record its size, ETag and content type on the row."""
+    """HEAD each object. Changed content (size or ETag) is reported and the row left
+    alone, so a later quick check still sees the change; only the content type, which
+    is metadata, is refreshed."""
     unchanged = 0
-    for artifact in queryset:
+    for artifact in queryset.iterator():
         store, bucket = artifact.location()
         try:
             info = store.head(bucket, artifact.key)
@@ -223,22 +230,36 @@ def refresh_metadata(modeladmin: Admin, request: HttpRequest, queryset: QuerySet
                 messages.ERROR,
             )
             continue
-        new = {"size": info.size, "etag": info.etag, "content_type": info.content_type or ""}
+        content = {"size": info.size, "etag": info.etag}
+        if not artifact.etag:
+            content.pop("etag")  # a row that never knew its ETag cannot disagree with one
         changes = [
-            f"{field} {getattr(artifact, field)!r} → {value!r}"
-            for field, value in new.items()
-            if getattr(artifact, field) != value
+            f"{name} {getattr(artifact, name)!r} → {value!r}"
+            for name, value in content.items()
+            if getattr(artifact, name) != value
         ]
-        if not changes:
+        if changes:
+            modeladmin.message_user(
+                request,
+                _(
+                    "%(name)s changed in the store (%(changes)s); the row was left as it was. "
+                    "“Verify integrity” re-reads it; “Accept the stored content” re-hashes "
+                    "it and records what is stored now."
+                )
+                % {"name": artifact, "changes": ", ".join(changes)},
+                messages.ERROR,
+            )
+            continue
+        content_type = info.content_type or ""
+        if content_type == artifact.content_type:
             unchanged += 1
             continue
-        for field, value in new.items():
-            setattr(artifact, field, value)
-        artifact.save(update_fields=[*new, "updated_at"])
+        previous, artifact.content_type = artifact.content_type, content_type
+        artifact.save(update_fields=["content_type", "updated_at"])
         modeladmin.message_user(
             request,
-            _("%(name)s refreshed: %(changes)s. Run “Verify integrity” to re-measure its SHA-256.")
-            % {"name": artifact, "changes": ", ".join(changes)},
+            _("%(name)s refreshed: content_type %(old)r → %(new)r.")
+            % {"name": artifact, "old": previous, "new": content_type},
             messages.WARNING,
         )
     if unchanged:
@@ -251,4 +272,44 @@ def refresh_metadata(modeladmin: Admin, request: HttpRequest, queryset: QuerySet
             )
             % {"count": unchanged},
             messages.SUCCESS,
+        )
+
+
+@admin.action(
+    description=gettext_lazy("Accept the stored content (re-hash it)"), permissions=["change"]
+)
+def accept_stored_content(
+    modeladmin: Admin, request: HttpRequest, queryset: QuerySet[Artifact]
+) -> None:
+    """Read each object once and record what is stored now: size, SHA-256, ETag and
+    content type. The explicit way to accept content changed outside the app."""
+    for artifact in queryset.iterator():
+        try:
+            store, bucket = artifact.location()
+            stream = store.open_stream(bucket, artifact.key)
+            try:
+                size, sha256 = hash_chunks(stream)
+            finally:
+                stream.close()
+        except DualStorageError as exc:
+            modeladmin.message_user(
+                request,
+                _("Cannot accept the content of %(name)s: %(reason)s.")
+                % {"name": artifact, "reason": artifact.describe_failure(exc)},
+                messages.ERROR,
+            )
+            continue
+        if (size, sha256, stream.etag) == (artifact.size, artifact.sha256, artifact.etag):
+            modeladmin.message_user(
+                request, _("%(name)s already records its content.") % {"name": artifact}
+            )
+            continue
+        artifact.size, artifact.sha256, artifact.etag = size, sha256, stream.etag
+        artifact.content_type = stream.content_type or artifact.content_type
+        artifact.save(update_fields=["size", "sha256", "etag", "content_type", "updated_at"])
+        modeladmin.message_user(
+            request,
+            _("%(name)s now records the stored content: %(size)s, SHA-256 %(hash)s.")
+            % {"name": artifact, "size": filesizeformat(size), "hash": sha256[:12]},
+            messages.WARNING,
         )

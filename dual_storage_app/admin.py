@@ -20,8 +20,10 @@ from django.utils.html import format_html
 from django.utils.safestring import SafeString
 
 from ._admin_actions import (
+    accept_stored_content,
     create_presigned_links,
     download,
+    download_url,
     refresh_metadata,
     verify_integrity,
 )
@@ -61,7 +63,7 @@ class ArtifactAdmin(_ModelAdmin):
     search_fields: ClassVar[tuple[str, ...]] = ("name", "file", "sha256")
     date_hierarchy = "created_at"
     list_select_related = ("uploaded_by",)
-    actions: Sequence[Any] = (verify_integrity, refresh_metadata)
+    actions: Sequence[Any] = (verify_integrity, refresh_metadata, accept_stored_content)
     extra_readonly: tuple[str, ...] = ()
 
     @admin.display(description="store")
@@ -117,7 +119,7 @@ class ArtifactAdmin(_ModelAdmin):
 class InternalArtifactAdmin(ArtifactAdmin):
     """Weights, checkpoints, schemas: downloads stream through Django."""
 
-    actions = (download, verify_integrity, refresh_metadata)
+    actions = (download, verify_integrity, refresh_metadata, accept_stored_content)
     extra_readonly = ("download_link",)
 
     def get_fields(self, request: HttpRequest, obj: Any = None) -> Any:
@@ -130,7 +132,10 @@ class InternalArtifactAdmin(ArtifactAdmin):
 
     @admin.display(description="download")
     def download_link(self, obj: Artifact) -> SafeString:
-        url = reverse("dual_storage_app:artifact-download", kwargs={"kind": obj.kind, "pk": obj.pk})
+        change_page = reverse(
+            f"admin:{obj._meta.app_label}_{obj._meta.model_name}_change", args=[obj.pk]
+        )
+        url = download_url(obj, back_to=change_page)
         return format_html('<a href="{}">{}</a>', url, "Download (streamed through Django)")
 
 
@@ -155,4 +160,4 @@ class ConfigSchemaAdmin(InternalArtifactAdmin):
 
 @admin.register(Dataset)
 class DatasetAdmin(ArtifactAdmin):
-    actions = (create_presigned_links, verify_integrity, refresh_metadata)
+    actions = (create_presigned_links, verify_integrity, refresh_metadata, accept_stored_content)

@@ -14,6 +14,7 @@ from functools import wraps
 from typing import Any
 
 from django.conf import global_settings, settings
+from django.contrib import messages
 from django.contrib.auth.views import redirect_to_login
 from django.core.exceptions import PermissionDenied
 from django.db.models import Model
@@ -29,6 +30,7 @@ from django.http import (
 from django.shortcuts import get_object_or_404
 from django.urls import NoReverseMatch, reverse
 from django.utils.cache import patch_cache_control
+from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_GET, require_http_methods
 
 from ._download_response import artifact_response
@@ -103,7 +105,23 @@ def artifact_download(request: HttpRequest, kind: str, pk: int) -> HttpResponseB
     try:
         return artifact_response(request, artifact)
     except DualStorageError as exc:
-        return _storage_failure(exc, artifact)
+        back_to = _page_to_return_to(request)
+        if back_to is None:
+            return _storage_failure(exc, artifact)
+        # Inside the admin: an error message on the page the user came from.
+        if not isinstance(exc, ObjectNotFound):
+            logger.error("Download of %s failed: %s", artifact.key, exc)
+        messages.error(request, f"Cannot download {artifact}: {artifact.describe_failure(exc)}.")
+        return HttpResponseRedirect(back_to)
+
+
+def _page_to_return_to(request: HttpRequest) -> str | None:
+    """The ``next`` page (a same-site path the admin's download links carry), if safe."""
+    back_to = request.GET.get("next")
+    safe = back_to and url_has_allowed_host_and_scheme(
+        back_to, allowed_hosts={request.get_host()}, require_https=request.is_secure()
+    )
+    return back_to if safe and request.method == "GET" else None
 
 
 @require_GET

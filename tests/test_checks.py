@@ -275,6 +275,47 @@ def test_w002_sees_through_a_trailing_slash(settings: SettingsWrapper) -> None:
     assert ids(run_checks(settings, config, debug=False)) == ["dual_storage_app.W002"]
 
 
+@pytest.mark.parametrize(
+    ("internal", "external"),
+    [
+        ("http://127.0.0.1:9000", "http://localhost:9000"),
+        ("http://localhost:9000", "http://[::1]:9000"),
+        ("http://127.0.0.2:9000", "http://LOCALHOST.:9000"),
+        ("http://minio.backend", "http://minio.backend:80"),
+        ("https://MinIO.example.com", "https://minio.example.com:443/"),
+    ],
+)
+def test_two_spellings_of_one_server_are_one_server(
+    settings: SettingsWrapper, internal: str, external: str
+) -> None:
+    """E008 and W002 compare who answers, not the text of the URL: otherwise a dataset
+    link could point into an internal bucket on the same server."""
+    config = {
+        **VALID,
+        "INTERNAL_STORAGE_ENDPOINT": internal,
+        "EXTERNAL_STORAGE_ENDPOINT": external,
+        "EXTERNAL_BUCKET_DATASETS": "model-weights",
+    }
+    production = ids(run_checks(settings, config, debug=False))
+    assert "dual_storage_app.E008" in production and "dual_storage_app.W002" in production
+    assert ids(run_checks(settings, config, debug=True)) == ["dual_storage_app.W003"]
+
+
+def test_other_ports_and_hosts_stay_different_servers(settings: SettingsWrapper) -> None:
+    for internal, external in (
+        ("http://127.0.0.1:9000", "http://127.0.0.1:9001"),
+        ("http://minio.backend:80", "https://minio.backend"),
+        ("http://10.0.0.1:9000", "http://127.0.0.1:9000"),
+    ):
+        config = {
+            **VALID,
+            "INTERNAL_STORAGE_ENDPOINT": internal,
+            "EXTERNAL_STORAGE_ENDPOINT": external,
+            "EXTERNAL_BUCKET_DATASETS": "model-weights",
+        }
+        assert run_checks(settings, config, debug=False) == [], (internal, external)
+
+
 def test_manage_py_check_fails_on_bad_configuration(settings: SettingsWrapper) -> None:
     settings.DUAL_STORAGE = {k: v for k, v in VALID.items() if k != "INTERNAL_STORAGE_ENDPOINT"}
     with pytest.raises(SystemCheckError) as excinfo:

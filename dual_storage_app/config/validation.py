@@ -8,6 +8,7 @@ is what botocore accepts.
 
 from __future__ import annotations
 
+import ipaddress
 import math
 import re
 from collections.abc import Mapping
@@ -217,12 +218,25 @@ def _same_server(values: Mapping[str, Resolved]) -> bool:
     return bool(internal) and _server_id(internal) == _server_id(external)
 
 
+_DEFAULT_PORTS = {"http": 80, "https": 443}
+_LOOPBACK_NAMES = {"localhost", "localhost.localdomain", "ip6-localhost", "ip6-loopback"}
+
+
 def _server_id(url: str | None) -> tuple[str, int | None] | None:
+    """Who answers at ``url``, normalised so two spellings of one server compare equal:
+    host case and a trailing dot, the scheme's default port, and every loopback name
+    and address (``localhost``, ``127.0.0.0/8``, ``::1``) as one host."""
     try:
         parts = urlsplit(url or "")
-        return (parts.hostname or "", parts.port)
+        port = parts.port
     except ValueError:
         return None
+    host = (parts.hostname or "").rstrip(".").lower()
+    try:
+        is_loopback = host in _LOOPBACK_NAMES or ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        is_loopback = False
+    return ("loopback" if is_loopback else host, port or _DEFAULT_PORTS.get(parts.scheme))
 
 
 def _url_problem(url: str) -> str | None:

@@ -5,7 +5,9 @@ endpoint. Uploads through the add form: ``test_admin_uploads.py``.
 
 from __future__ import annotations
 
+import hashlib
 from datetime import timedelta
+from io import StringIO
 from typing import Any
 from urllib.parse import quote, urlsplit
 
@@ -13,6 +15,7 @@ import pytest
 from django.contrib import messages
 from django.contrib.auth.models import Permission
 from django.core.files.base import ContentFile
+from django.core.management import CommandError, call_command
 from django.template.defaultfilters import filesizeformat
 from django.test import Client
 from django.urls import reverse
@@ -164,8 +167,9 @@ def test_download_action_redirects_to_the_stream_view(
     checkpoint = make(TrainingCheckpoint, data)
     response = act(admin_client, TrainingCheckpoint, "download", checkpoint)
     stream_url = reverse("dual_storage_app:artifact-download", args=["checkpoints", checkpoint.pk])
-    assert response.status_code == 302 and response["Location"] == stream_url
-    download = admin_client.get(stream_url)
+    back_to = quote(changelist(TrainingCheckpoint), safe="")
+    assert response.status_code == 302 and response["Location"] == f"{stream_url}?next={back_to}"
+    download = admin_client.get(response["Location"])
     assert b"".join(download.streaming_content) == data  # type: ignore[attr-defined]
 
 
@@ -183,11 +187,13 @@ def test_download_action_wants_exactly_one_row(
 def test_verify_reports_intact_rows(real_storage: DualStorageClient, admin_client: Client) -> None:
     rows = make(ModelWeight, b"w" * 70_000), make(ModelWeight, b"v")
     response = act(admin_client, ModelWeight, "verify_integrity", *rows, follow=True)
-    reported = levels(response)
-    assert all(level == messages.SUCCESS for level, _ in reported)
-    for row in rows:
-        assert any(row.name in text and "intact" in text for _, text in reported)
-    assert (messages.SUCCESS, "2 artifacts verified.") in reported
+    # One summary, no banner per row.
+    assert levels(response) == [
+        (
+            messages.SUCCESS,
+            "Verified 2 artifacts: 2 intact, 0 changed, 0 missing, 0 unreadable.",
+        )
+    ]
 
 
 @pytest.mark.parametrize("model", [ConfigSchema, Dataset])
@@ -203,11 +209,17 @@ def test_verify_reports_tampered_and_missing_objects(
     store.delete(bucket, missing.key)
     response = act(admin_client, model, "verify_integrity", intact, tampered, missing, follow=True)
     reported = levels(response)
+    # The summary first, then each failure; nothing for the intact row.
+    assert reported[0] == (
+        messages.ERROR,
+        "Verified 3 artifacts: 1 intact, 1 changed, 1 missing, 0 unreadable.",
+    )
+    assert len(reported) == 3
     by_row = {
-        row.pk: [(lvl, t) for lvl, t in reported if row.name in t]
+        row.pk: [(lvl, t) for lvl, t in reported[1:] if row.name in t]
         for row in (intact, tampered, missing)
     }
-    assert [lvl for lvl, _ in by_row[intact.pk]] == [messages.SUCCESS]
+    assert by_row[intact.pk] == []
     assert [lvl for lvl, _ in by_row[tampered.pk]] == [messages.ERROR]
     assert tampered.sha256[:12] in by_row[tampered.pk][0][1]
     assert [lvl for lvl, _ in by_row[missing.pk]] == [messages.ERROR]
@@ -215,10 +227,11 @@ def test_verify_reports_tampered_and_missing_objects(
     assert_nothing_private(response.content, s3_servers)
 
 
-def test_refresh_updates_size_and_reports_missing(
+def test_refresh_reports_changed_content_leaves_the_row_and_reports_missing(
     real_storage: DualStorageClient, admin_client: Client, s3_servers: dict[str, LocalS3Server]
 ) -> None:
     same, changed, missing = (make(TrainingCheckpoint, b"c" * 10) for _ in range(3))
+    recorded = (changed.size, changed.sha256, changed.etag)
     store, bucket = real_storage.locate("checkpoints")
     store.client.put_object(Bucket=bucket, Key=changed.key, Body=b"longer" * 100)
     store.delete(bucket, missing.key)
@@ -227,16 +240,42 @@ def test_refresh_updates_size_and_reports_missing(
     )
     changed.refresh_from_db()
     same.refresh_from_db()
-    assert changed.size == 600 and same.size == 10
-    assert changed.etag == store.head(bucket, changed.key).etag
+    # Changed content is reported, never copied into the row.
+    assert (changed.size, changed.sha256, changed.etag) == recorded and same.size == 10
     reported = levels(response)
     assert any(
-        lvl == messages.WARNING and changed.name in t and "size 10 → 600" in t
+        lvl == messages.ERROR
+        and changed.name in t
+        and "size 10 → 600" in t
+        and "the row was left as it was" in t
         for lvl, t in reported
     )
+    # ...so the quick check still finds it (and the missing one).
+    with pytest.raises(CommandError, match=r"2 artifact problem"):
+        call_command("dualstorage_verify", "--kind", "checkpoints", "--quick", stdout=StringIO())
     assert any(lvl == messages.ERROR and missing.key in t for lvl, t in reported)
     assert (messages.SUCCESS, "1 artifact matches the store.") in reported
     assert_nothing_private(response.content, s3_servers)
+
+
+def test_accepting_the_stored_content_rehashes_it_and_quick_verify_passes_again(
+    real_storage: DualStorageClient, admin_client: Client
+) -> None:
+    row = make(ModelWeight, b"old bytes")
+    store, bucket = real_storage.locate("weights")
+    new = b"new bytes, accepted on purpose" * 10
+    store.client.put_object(Bucket=bucket, Key=row.key, Body=new)
+    response = act(admin_client, ModelWeight, "accept_stored_content", row, follow=True)
+    row.refresh_from_db()
+    assert (row.size, row.sha256) == (len(new), hashlib.sha256(new).hexdigest())
+    assert row.etag == store.head(bucket, row.key).etag
+    assert any(
+        lvl == messages.WARNING and "now records the stored content" in t
+        for lvl, t in levels(response)
+    )
+    call_command("dualstorage_verify", "--kind", "weights", "--quick", stdout=StringIO())
+    again = act(admin_client, ModelWeight, "accept_stored_content", row, follow=True)
+    assert (messages.INFO, f"{row} already records its content.") in levels(again)
 
 
 def test_verify_reports_an_unreachable_store(
@@ -251,9 +290,13 @@ def test_verify_reports_an_unreachable_store(
     response = act(admin_client, ModelWeight, "verify_integrity", weight)
     assert response.status_code == 302
     reported = levels(admin_client.get(response["Location"]))
-    assert len(reported) == 1 and reported[0][0] == messages.ERROR
-    assert "could not be reached" in reported[0][1] and weight.key in reported[0][1]
-    assert closed not in reported[0][1]
+    assert reported[0] == (
+        messages.ERROR,
+        "Verified 1 artifact: 0 intact, 0 changed, 0 missing, 1 unreadable.",
+    )
+    assert len(reported) == 2 and reported[1][0] == messages.ERROR
+    assert "could not be reached" in reported[1][1] and weight.key in reported[1][1]
+    assert closed not in reported[1][1]
 
 
 # -- search ------------------------------------------------------------------------------
@@ -321,8 +364,12 @@ def test_admin_pages_show_no_secret_and_no_private_endpoint(
             {"action": "download", "_selected_action": [rows[model].pk]},
         )
         assert response.status_code == 302
-        assert response["Location"] == reverse(
+        stream_url = reverse(
             "dual_storage_app:artifact-download", args=[model.kind, rows[model].pk]
+        )
+        assert (
+            response["Location"]
+            == f"{stream_url}?next={quote(admin_url(model, 'changelist'), safe='')}"
         )
 
 

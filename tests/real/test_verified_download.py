@@ -6,21 +6,25 @@ the answer short, and HEAD and single ranges let a large download resume."""
 from __future__ import annotations
 
 import hashlib
+import html
 import io
 import logging
 import os
+import re
 from typing import Any
 
 import pytest
+from django.contrib import messages
 from django.core.files.base import ContentFile
 from django.test import Client
+from django.urls import reverse
 
 from dual_storage_app.client import DualStorageClient
 from dual_storage_app.exceptions import IntegrityError
 from dual_storage_app.models import ModelWeight
 from dual_storage_app.store.transfer import MiB
 from dual_storage_app.testing.server import LocalS3Server
-from tests.helpers import changelist, download_url
+from tests.helpers import changelist, download_url, levels
 
 pytestmark = [pytest.mark.real_s3, pytest.mark.django_db]
 SIZE = 3 * MiB + 5  # four 1 MiB chunks
@@ -82,13 +86,23 @@ def test_an_object_overwritten_out_of_band_is_refused_before_the_first_byte(
     assert b"replaced by someone else" not in response.content
     assert b"no longer holds the bytes its row recorded" in response.content
     assert any(weight.key in r.getMessage() and r.levelno == logging.ERROR for r in caplog.records)
-    # The admin's Download action and the change page's link end in the same view.
+    # The admin's Download action ends in the same view, and a refusal comes back to the
+    # admin page as an error message.
     action = admin_client.post(
         changelist(ModelWeight),
         {"action": "download", "_selected_action": [weight.pk]},
         follow=True,
     )
-    assert action.status_code == 502 and b"replaced by someone else" not in action.content
+    assert action.status_code == 200 and b"replaced by someone else" not in action.content
+    assert action.redirect_chain[-1][0] == changelist(ModelWeight)
+    assert [(level, text) for level, text in levels(action) if weight.key in text] == [
+        (
+            messages.ERROR,
+            f"Cannot download {weight}: the object at key {weight.key!r} in bucket "
+            f"{weight.bucket!r} on the internal store no longer holds the bytes its row "
+            "recorded.",
+        )
+    ]
 
 
 def test_a_sha256_tag_that_is_not_the_rows_is_refused(
@@ -194,3 +208,33 @@ def test_a_range_of_an_object_replaced_out_of_band_is_refused(
         download_url(weight.kind, weight.pk), headers={"Range": "bytes=0-9"}
     )
     assert response.status_code == 502
+
+
+def test_a_missing_object_downloaded_from_the_admin_is_an_error_on_that_page(
+    weight: ModelWeight, admin_client: Client, real_storage: DualStorageClient
+) -> None:
+    """The change page's link carries the page to come back to: the failure is an admin
+    message there, not a plain-text 404 outside the admin."""
+    change_page = reverse("admin:dual_storage_app_modelweight_change", args=[weight.pk])
+    page = admin_client.get(change_page)
+    link = re.search(rb'href="(/storage/weights/\d+/download/\?next=[^"]+)"', page.content)
+    assert link is not None
+    store, bucket = real_storage.locate("weights")
+    store.delete(bucket, weight.key)
+    response = admin_client.get(html.unescape(link.group(1).decode()), follow=True)
+    assert response.redirect_chain[-1][0] == change_page
+    assert response.status_code == 200 and b'id="content"' in response.content  # the admin
+    assert levels(response) == [
+        (
+            messages.ERROR,
+            f"Cannot download {weight}: no object at key {weight.key!r} in bucket "
+            f"{weight.bucket!r} on the internal store.",
+        )
+    ]
+    # Without a page to return to (a script, a bookmark): the plain 404 as before.
+    assert admin_client.get(download_url(weight.kind, weight.pk)).status_code == 404
+    # A `next` off this site is never followed.
+    elsewhere = admin_client.get(
+        download_url(weight.kind, weight.pk) + "?next=https://evil.example/"
+    )
+    assert elsewhere.status_code == 404
