@@ -11,6 +11,7 @@ The client routes an artifact kind to its store and bucket (:mod:`.kinds`); the 
 from __future__ import annotations
 
 import io
+import json
 import threading
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
@@ -23,7 +24,7 @@ from django.dispatch import receiver
 from .config.loading import load_config
 from .config.sources import SETTINGS_KEY
 from .config.stores import DualStorageSettings
-from .exceptions import InvalidKey
+from .exceptions import InvalidArgument, InvalidKey
 from .keys import validate_key
 from .kinds import KINDS, ArtifactKind, StoreName
 from .store import ObjectInfo, Store, TransferResult
@@ -119,6 +120,7 @@ class DualStorageClient:
         data = schema.encode("utf-8") if isinstance(schema, str) else bytes(schema)
         store, bucket = self.locate("schemas")
         key = schema_key(framework)
+        validate_schema_json(data, framework)  # get_schema() must never serve broken JSON
         try:
             return store.upload(bucket, key, io.BytesIO(data), content_type=SCHEMA_CONTENT_TYPE)
         finally:
@@ -193,6 +195,32 @@ def schema_key(framework: str) -> str:
             key=framework if isinstance(framework, str) else None,
         )
     return validate_key(f"{framework}.json", store="internal")
+
+
+MAX_SCHEMA_BYTES = 16 * 1024 * 1024  # schemas are ~10 KB; this is read whole to check it
+
+
+def schema_problem(data: bytes) -> str | None:
+    """What makes ``data`` not a JSON document, with its line and column; ``None`` if
+    it is one. The one check of schema content, for every write path."""
+    if len(data) > MAX_SCHEMA_BYTES:
+        return f"it is {len(data)} bytes, more than the {MAX_SCHEMA_BYTES} a schema may have"
+    try:
+        json.loads(data.decode("utf-8"))
+    except UnicodeDecodeError as exc:
+        return f"it is not UTF-8 text (byte {exc.start})"
+    except json.JSONDecodeError as exc:
+        return f"line {exc.lineno} column {exc.colno}: {exc.msg}"
+    return None
+
+
+def validate_schema_json(data: bytes, framework: str) -> None:
+    """Refuse, before anything is stored, a schema that is not a JSON document."""
+    problem = schema_problem(data)
+    if problem is not None:
+        raise InvalidArgument(
+            f"The schema of {framework!r} is not valid JSON: {problem}.", store="internal"
+        )
 
 
 def clear_schema_cache() -> None:

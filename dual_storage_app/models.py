@@ -25,8 +25,8 @@ from django.dispatch import receiver
 from django.utils.text import get_valid_filename
 
 from ._consistency import delete_on_commit, delete_on_rollback
-from .client import dual_storage, schema_key
-from .exceptions import DualStorageError, InvalidKey, safe_reason
+from .client import MAX_SCHEMA_BYTES, dual_storage, schema_key, schema_problem
+from .exceptions import DualStorageError, InvalidArgument, InvalidKey, safe_reason
 from .kinds import REGISTRY, ArtifactKind, StoreName
 from .storages import checkpoints_storage, datasets_storage, schemas_storage, weights_storage
 from .store import Store
@@ -233,6 +233,12 @@ class ConfigSchema(Artifact):
 
     def save(self, *args: Any, **kwargs: Any) -> None:
         schema_key(self.framework)  # refuse a name get_schema() could never read
+        problem = self._pending_schema_problem()
+        if problem is not None:
+            raise InvalidArgument(
+                f"The schema of {self.framework!r} is not valid JSON: {problem}.",
+                store="internal",
+            )
         using = kwargs.get("using") or router.db_for_write(type(self), instance=self)
         manager: Any = type(self)._default_manager
         stored = manager.using(using).filter(pk=self.pk).values_list("framework", flat=True)
@@ -245,6 +251,27 @@ class ConfigSchema(Artifact):
             transaction.on_commit(lambda: _publish_schema(key, framework), using=using, robust=True)
         if renamed:
             _unpublish_schema_on_commit(str(previous_framework), using)
+
+    def clean(self) -> None:
+        """A new version must be a JSON document (the admin's form shows the line and
+        column of the error)."""
+        super().clean()
+        problem = self._pending_schema_problem()
+        if problem is not None:
+            raise ValidationError({"file": f"Not valid JSON: {problem}."})
+
+    def _pending_schema_problem(self) -> str | None:
+        """What makes a new version's file not a JSON document (read once, from the
+        start, and rewound), or ``None``."""
+        if not _is_pending(self.file):
+            return None
+        pending = self.file.file
+        if not pending.seekable():
+            return "the file must be seekable to be checked before it is stored"
+        pending.seek(0)
+        data = pending.read(MAX_SCHEMA_BYTES + 1)
+        pending.seek(0)
+        return schema_problem(data if isinstance(data, bytes) else data.encode("utf-8"))
 
 
 def _publish_schema(version_key: str, framework: str) -> None:

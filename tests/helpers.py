@@ -27,7 +27,7 @@ from django.core.files.base import ContentFile
 from django.core.management import CommandError, call_command
 from django.urls import reverse
 
-from dual_storage_app.client import DualStorageClient
+from dual_storage_app.client import DualStorageClient, schema_problem
 from dual_storage_app.keys import MAX_SEGMENT_BYTES, validate_key
 from dual_storage_app.models import Artifact, ConfigSchema, Dataset, ModelWeight, TrainingCheckpoint
 from dual_storage_app.store.transfer import MiB
@@ -146,7 +146,8 @@ ALL_MODELS: tuple[type[Artifact], ...] = (*INTERNAL_MODELS, Dataset)
 
 def make(model: type[Artifact], data: bytes, filename: str | None = None, **fields: Any) -> Any:
     """Save an artifact of ``model`` holding ``data`` (uploaded by the model's save) as
-    ``filename``; the model's required fields get defaults unless ``fields`` gives them."""
+    ``filename``; the model's required fields get defaults unless ``fields`` gives them.
+    A schema's ``data`` that is not JSON is stored as a JSON string holding it."""
     tag = uuid.uuid4().hex[:8]
     defaults: dict[type[Artifact], dict[str, Any]] = {
         ModelWeight: {"framework": "torch"},
@@ -155,6 +156,8 @@ def make(model: type[Artifact], data: bytes, filename: str | None = None, **fiel
         Dataset: {},
     }
     artifact = model(name=f"{model.kind}-{tag}", **{**defaults[model], **fields})
+    if model is ConfigSchema and schema_problem(data) is not None:
+        data = json.dumps(data.decode("latin-1")).encode()  # schemas must be JSON
     artifact.file.save(filename or f"{tag}.bin", ContentFile(data))
     return artifact
 

@@ -157,7 +157,7 @@ def test_a_read_in_flight_during_an_invalidation_is_returned_but_not_cached(
 
 
 def test_objects_over_1_mib_are_returned_but_not_cached(moto_client: DualStorageClient) -> None:
-    big = b"x" * (1024 * 1024 + 1)
+    big = b'"' + b"x" * (1024 * 1024 - 1) + b'"'  # a JSON string of 1 MiB + 1 byte
     moto_client.upload_schema("big", big)
     moto_client.upload_schema("small", schema_body(1))
     log = log_for(moto_client)
@@ -173,7 +173,7 @@ def test_a_schema_that_grows_over_1_mib_leaves_no_older_entry(
     moto_client.upload_schema("fw", schema_body(1))
     assert moto_client.get_schema("fw") == schema_body(1)
     raw = other_client(moto_client)
-    big = b"x" * (1024 * 1024 + 1)
+    big = b'"' + b"x" * (1024 * 1024 - 1) + b'"'  # a JSON string of 1 MiB + 1 byte
     raw.put_object(Bucket=SCHEMA_BUCKET, Key="fw.json", Body=big)
     clock.advance(SCHEMA_WINDOW)
     assert moto_client.get_schema("fw") == big

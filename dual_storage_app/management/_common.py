@@ -14,7 +14,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.template.defaultfilters import filesizeformat
 from tqdm import tqdm
 
-from dual_storage_app.client import dual_storage
+from dual_storage_app.client import MAX_SCHEMA_BYTES, dual_storage, schema_problem
 from dual_storage_app.exceptions import DualStorageError
 from dual_storage_app.kinds import KINDS, ArtifactKind
 from dual_storage_app.models import ARTIFACT_MODELS, Artifact
@@ -57,10 +57,10 @@ def positive_int(text: str) -> int:
 
 def check_json(path: Path) -> None:
     """Refuse a schema file that is not valid JSON before anything is uploaded."""
-    try:
-        json.loads(path.read_bytes())
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise CommandError(f"Schema file {str(path)!r} is not valid JSON: {exc}.") from exc
+    with path.open("rb") as handle:
+        problem = schema_problem(handle.read(MAX_SCHEMA_BYTES + 1))
+    if problem is not None:
+        raise CommandError(f"Schema file {str(path)!r} is not valid JSON: {problem}.")
 
 
 def existing_file(path: Path) -> Path:
