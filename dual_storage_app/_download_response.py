@@ -82,17 +82,21 @@ def verified_chunks(stream: ObjectStream, artifact: Artifact) -> Iterator[bytes]
                 artifact.size,
                 artifact.sha256,
             )
-            raise IntegrityError(
-                f"The stored bytes of key {artifact.key!r} no longer match the row; the "
-                "download was cut short.",
-                store=artifact.store_name,
-                bucket=artifact.bucket,
-                key=artifact.key,
-            )
+            raise _not_the_rows(artifact, "its bytes no longer match; the download was cut short")
         if started:
             yield held
     finally:
         stream.close()
+
+
+def _not_the_rows(artifact: Artifact, why: str) -> IntegrityError:
+    """The refusal of an object that no longer holds the row's bytes."""
+    return IntegrityError(
+        f"The object at key {artifact.key!r} is not the row's: {why}.",
+        store=artifact.store_name,
+        bucket=artifact.bucket,
+        key=artifact.key,
+    )
 
 
 def _for_asgi(chunks: Iterable[bytes]) -> AsyncIterator[bytes]:
@@ -122,13 +126,7 @@ def check_recorded_sha256(artifact: Artifact, recorded: str | None) -> None:
             recorded,
             artifact.sha256,
         )
-        raise IntegrityError(
-            f"The object at key {artifact.key!r} was replaced: its recorded SHA-256 is not "
-            "the row's.",
-            store=artifact.store_name,
-            bucket=artifact.bucket,
-            key=artifact.key,
-        )
+        raise _not_the_rows(artifact, "it was replaced: its recorded SHA-256 is not the row's")
 
 
 def artifact_response(request: HttpRequest, artifact: Artifact) -> HttpResponseBase:
@@ -148,12 +146,7 @@ def artifact_response(request: HttpRequest, artifact: Artifact) -> HttpResponseB
     if request.method == "HEAD":
         info = store.head(bucket, artifact.key)
         if artifact.etag and info.etag != artifact.etag:
-            raise IntegrityError(
-                f"The object at key {artifact.key!r} was replaced: its ETag is not the row's.",
-                store=artifact.store_name,
-                bucket=bucket,
-                key=artifact.key,
-            )
+            raise _not_the_rows(artifact, "it was replaced: its ETag is not the row's")
         response = HttpResponse(content_type=artifact.content_type or DEFAULT_CONTENT_TYPE)
         length = artifact.size if byte_range is None else byte_range[1] - byte_range[0] + 1
     else:
