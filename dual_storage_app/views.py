@@ -9,6 +9,7 @@ the admin's login page; signed-in users without permission get 403.
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Callable
 from functools import wraps
 from typing import Any
@@ -34,7 +35,7 @@ from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_GET, require_http_methods
 
 from ._download_response import artifact_response
-from .exceptions import DualStorageError, InvalidArgument, ObjectNotFound
+from .exceptions import ConfigurationError, DualStorageError, InvalidArgument, ObjectNotFound
 from .kinds import kinds_on
 from .models import ARTIFACT_MODELS, Artifact, Dataset
 from .store.transfer import validate_expiry
@@ -75,8 +76,23 @@ def _require_view_permission(request: HttpRequest, model: type[Model]) -> None:
         raise PermissionDenied
 
 
+def _misconfigured(exc: ConfigurationError) -> str:
+    """What to tell a user about a misconfiguration: the check ids, never a value (an
+    endpoint or a key may be in the error's own message)."""
+    found = sorted(set(re.findall(r"\[(dual_storage_app\.[EW]\d+)\]", str(exc))))
+    problems = f" ({', '.join(found)})" if found else ""
+    return (
+        f"The storage is not configured{problems}: run `manage.py check` for the problems "
+        "and their fixes."
+    )
+
+
 def _storage_failure(exc: DualStorageError, artifact: Artifact) -> HttpResponse:
-    """A plain-text answer naming bucket and key (never the endpoint) for a failure."""
+    """A plain-text answer naming bucket and key (never the endpoint) for a failure; a
+    misconfiguration is a 503 that names the check ids, not a storage failure."""
+    if isinstance(exc, ConfigurationError):
+        logger.error("Download of %s impossible: %s", artifact.key, exc)
+        return HttpResponse(_misconfigured(exc), status=503, content_type="text/plain")
     reason = artifact.describe_failure(exc)
     if isinstance(exc, ObjectNotFound):
         return HttpResponseNotFound(
@@ -111,7 +127,12 @@ def artifact_download(request: HttpRequest, kind: str, pk: int) -> HttpResponseB
         # Inside the admin: an error message on the page the user came from.
         if not isinstance(exc, ObjectNotFound):
             logger.error("Download of %s failed: %s", artifact.key, exc)
-        messages.error(request, f"Cannot download {artifact}: {artifact.describe_failure(exc)}.")
+        reason = (
+            _misconfigured(exc)
+            if isinstance(exc, ConfigurationError)
+            else f"{artifact.describe_failure(exc)}."
+        )
+        messages.error(request, f"Cannot download {artifact}: {reason}")
         return HttpResponseRedirect(back_to)
 
 
@@ -138,8 +159,8 @@ def dataset_link(request: HttpRequest, pk: int) -> HttpResponseBase:
             content_type="text/plain",
         )
     dataset = get_object_or_404(Dataset, pk=pk)
-    store, bucket = dataset.location()
     try:
+        store, bucket = dataset.location()
         url = store.presign_get(bucket, dataset.key, expires)
     except DualStorageError as exc:
         return _storage_failure(exc, dataset)

@@ -321,3 +321,25 @@ def test_views_answer_404_to_a_kind_with_traversal(
         f"/storage/datasets/{dataset.pk}%00/link/",
     ):
         assert admin_client.get(path).status_code == 404, path
+
+
+def test_a_misconfiguration_during_a_request_is_a_503_naming_the_problem(
+    real_storage: DualStorageClient,
+    admin_client: Client,
+    settings: SettingsWrapper,
+    s3_servers: dict[str, LocalS3Server],
+) -> None:
+    """Not a 500 (link view) or a 502 (download view): a 503 that names the check ids
+    and sends the operator to ``manage.py check``, without the endpoint or a secret."""
+    weight, dataset = make(ModelWeight, b"w"), make(Dataset, b"d")
+    broken = {**real_settings(s3_servers), "INTERNAL_STORAGE_ENDPOINT": "ftp://127.0.0.1:1"}
+    broken.pop("EXTERNAL_STORAGE_SECRET_KEY")
+    settings.DUAL_STORAGE = broken
+    for url in (download_url(weight.kind, weight.pk), link_url(dataset.pk)):
+        response = admin_client.get(url)
+        assert response.status_code == 503, url
+        text = response.content.decode()
+        assert "dual_storage_app.E002" in text and "dual_storage_app.E003" in text
+        assert "manage.py check" in text
+        assert "ftp://" not in text and "127.0.0.1" not in text
+        assert_nothing_private(response.content, s3_servers)
