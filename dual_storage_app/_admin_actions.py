@@ -27,7 +27,6 @@ from django.utils.translation import gettext_lazy, ngettext
 
 from .exceptions import DualStorageError, InvalidArgument, ObjectNotFound
 from .models import Artifact, Dataset
-from .store.hashing import hash_chunks
 from .store.transfer import MAX_PRESIGN_SECONDS, validate_expiry
 
 if TYPE_CHECKING:
@@ -173,7 +172,8 @@ def verify_integrity(modeladmin: Admin, request: HttpRequest, queryset: QuerySet
     for artifact in queryset.iterator():
         try:
             store, bucket = artifact.location()
-            size, sha256 = store.hash_object(bucket, artifact.key)
+            read = store.hash_object(bucket, artifact.key)
+            size, sha256 = read.size, read.sha256
         except DualStorageError as exc:
             counts["missing" if isinstance(exc, ObjectNotFound) else "unreadable"] += 1
             failures.append(
@@ -286,11 +286,7 @@ def accept_stored_content(
     for artifact in queryset.iterator():
         try:
             store, bucket = artifact.location()
-            stream = store.open_stream(bucket, artifact.key)
-            try:
-                size, sha256 = hash_chunks(stream)
-            finally:
-                stream.close()
+            read = store.hash_object(bucket, artifact.key)
         except DualStorageError as exc:
             modeladmin.message_user(
                 request,
@@ -299,17 +295,18 @@ def accept_stored_content(
                 messages.ERROR,
             )
             continue
-        if (size, sha256, stream.etag) == (artifact.size, artifact.sha256, artifact.etag):
+        stored = (read.size, read.sha256, read.etag)
+        if stored == (artifact.size, artifact.sha256, artifact.etag):
             modeladmin.message_user(
                 request, _("%(name)s already records its content.") % {"name": artifact}
             )
             continue
-        artifact.size, artifact.sha256, artifact.etag = size, sha256, stream.etag
-        artifact.content_type = stream.content_type or artifact.content_type
+        artifact.size, artifact.sha256, artifact.etag = stored
+        artifact.content_type = read.content_type or artifact.content_type
         artifact.save(update_fields=["size", "sha256", "etag", "content_type", "updated_at"])
         modeladmin.message_user(
             request,
             _("%(name)s now records the stored content: %(size)s, SHA-256 %(hash)s.")
-            % {"name": artifact, "size": filesizeformat(size), "hash": sha256[:12]},
+            % {"name": artifact, "size": filesizeformat(read.size), "hash": read.sha256[:12]},
             messages.WARNING,
         )

@@ -253,13 +253,17 @@ class Store:
         key = validate_key(key, store=self.name, bucket=bucket)
         return recorded_sha256(self.client, self.config, bucket, key)
 
-    def hash_object(self, bucket: str, key: str) -> tuple[int, str]:
-        """``(size, sha256)`` of the stored bytes, read once and discarded as they pass."""
+    def hash_object(self, bucket: str, key: str) -> TransferResult:
+        """Size and SHA-256 of the stored bytes, read once and discarded as they pass,
+        with the ETag and content type of that same read."""
         stream = self.open_stream(bucket, key)
         try:
-            return hash_chunks(stream)
+            size, sha256 = hash_chunks(stream)
         finally:
             stream.close()
+        return TransferResult(
+            self.name, bucket, stream.key, size, sha256, stream.etag, stream.content_type
+        )
 
     # -- metadata --------------------------------------------------------------
 

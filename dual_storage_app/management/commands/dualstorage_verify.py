@@ -72,7 +72,8 @@ class Command(StorageCommand):
                 if info.size != row.size or (row.etag and info.etag != row.etag):
                     return f"changed in the store (size {info.size}, ETag {info.etag})"
                 return None
-            size, sha256 = store.hash_object(bucket, row.key)
+            read = store.hash_object(bucket, row.key)
+            size, sha256 = read.size, read.sha256
         except ObjectNotFound:
             return "missing: no object at its key"
         except DualStorageError as exc:
