@@ -8,8 +8,10 @@ keys, never endpoints.
 from __future__ import annotations
 
 import dataclasses
+import functools
+from collections.abc import Callable
 from datetime import timedelta
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import urlencode
 
 from django import forms
@@ -25,7 +27,8 @@ from django.utils import timezone
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy, ngettext
 
-from .exceptions import DualStorageError, InvalidArgument, ObjectNotFound
+from .client import dual_storage
+from .exceptions import ConfigurationError, DualStorageError, InvalidArgument, ObjectNotFound
 from .models import Artifact, Dataset
 from .store.transfer import MAX_PRESIGN_SECONDS, validate_expiry
 
@@ -35,6 +38,27 @@ if TYPE_CHECKING:
 # Links one action may create: each is a 7-day bearer credential on a page of its own;
 # more is a script's job (manage.py dualstorage_presign), not a page's.
 MAX_LINKS_PER_ACTION = 1000
+
+
+Action = TypeVar("Action", bound=Callable[..., Any])
+
+
+def _needs_configuration(action: Action) -> Action:
+    """Run ``action`` only if the storage is configured; else one error message naming
+    the check ids (not one per selected row, and never a value from the settings)."""
+
+    @functools.wraps(action)
+    def checked(modeladmin: Admin, request: HttpRequest, queryset: QuerySet[Any]) -> Any:
+        try:
+            dual_storage.config  # noqa: B018 - loads and validates the settings
+        except ConfigurationError as exc:
+            modeladmin.message_user(
+                request, _("Nothing was done: %s.") % exc.public_message(), messages.ERROR
+            )
+            return None
+        return action(modeladmin, request, queryset)
+
+    return checked  # type: ignore[return-value]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -79,6 +103,7 @@ def _admin_context(modeladmin: Admin, request: HttpRequest, title: str) -> dict[
 
 
 @admin.action(description=gettext_lazy("Create presigned download link"), permissions=["view"])
+@_needs_configuration
 def create_presigned_links(
     modeladmin: Admin, request: HttpRequest, queryset: QuerySet[Dataset]
 ) -> HttpResponseBase | None:
@@ -104,8 +129,8 @@ def create_presigned_links(
     expires_at = timezone.now() + timedelta(seconds=expires)
     links: list[PresignedLink] = []
     for dataset in queryset.iterator():
-        store, bucket = dataset.location()
         try:
+            store, bucket = dataset.location()
             links.append(PresignedLink(dataset, store.presign_get(bucket, dataset.key, expires)))
         except DualStorageError as exc:
             modeladmin.message_user(
@@ -164,6 +189,7 @@ def download_url(artifact: Artifact, *, back_to: str) -> str:
 
 # Change permission: a verify re-reads whole objects, not something every viewer may start.
 @admin.action(description=gettext_lazy("Verify integrity"), permissions=["change"])
+@_needs_configuration
 def verify_integrity(modeladmin: Admin, request: HttpRequest, queryset: QuerySet[Artifact]) -> None:
     """Re-read each object and compare its size and SHA-256 with the row: one summary,
     then each failure."""
@@ -213,14 +239,15 @@ def verify_integrity(modeladmin: Admin, request: HttpRequest, queryset: QuerySet
 
 
 @admin.action(description=gettext_lazy("Refresh metadata from the store"), permissions=["change"])
+@_needs_configuration
 def refresh_metadata(modeladmin: Admin, request: HttpRequest, queryset: QuerySet[Artifact]) -> None:
     """HEAD each object. Changed content (size or ETag) is reported and the row left
     alone, so a later quick check still sees the change; only the content type, which
     is metadata, is refreshed."""
     unchanged = 0
     for artifact in queryset.iterator():
-        store, bucket = artifact.location()
         try:
+            store, bucket = artifact.location()
             info = store.head(bucket, artifact.key)
         except DualStorageError as exc:
             modeladmin.message_user(
@@ -278,6 +305,7 @@ def refresh_metadata(modeladmin: Admin, request: HttpRequest, queryset: QuerySet
 @admin.action(
     description=gettext_lazy("Accept the stored content (re-hash it)"), permissions=["change"]
 )
+@_needs_configuration
 def accept_stored_content(
     modeladmin: Admin, request: HttpRequest, queryset: QuerySet[Artifact]
 ) -> None:

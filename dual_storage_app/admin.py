@@ -27,7 +27,7 @@ from ._admin_actions import (
     refresh_metadata,
     verify_integrity,
 )
-from .exceptions import DualStorageError, safe_reason
+from .exceptions import ConfigurationError, DualStorageError, safe_reason
 from .models import Artifact, ConfigSchema, Dataset, ModelWeight, TrainingCheckpoint
 
 if TYPE_CHECKING:
@@ -99,7 +99,7 @@ class ArtifactAdmin(_ModelAdmin):
         transaction rolls back, and the upload with it)."""
         try:
             return super().changeform_view(request, object_id, form_url, extra_context)
-        except DualStorageError as exc:
+        except (DualStorageError, ConfigurationError) as exc:
             self.message_user(
                 request, f"The file was not stored: {safe_reason(exc)}.", messages.ERROR
             )

@@ -1,17 +1,24 @@
-"""The app's own error types.
+"""The app's own error types, in two trees that never mix (as django-anymail keeps them):
 
-Every error carries the store (``internal``/``external``), bucket and key it is about,
-and its message names them. No message ever contains a secret key: the values that
-reach a message are names, endpoints stripped of credentials, and keys.
+* :class:`DualStorageError` and its subclasses: an operation on a store failed. Each
+  carries the store (``internal``/``external``), bucket and key it is about, and, when
+  the store answered, the S3 error ``code`` and HTTP ``status``; its message names them.
+* :class:`ConfigurationError`: the settings are wrong, before any store is asked. It is
+  Django's ``ImproperlyConfigured`` and carries the system-check ids of the problems.
+
+No message ever contains a secret key: the values that reach a message are names,
+endpoints stripped of credentials, and keys.
 """
 
 from __future__ import annotations
+
+from collections.abc import Iterable
 
 from django.core.exceptions import ImproperlyConfigured, SuspiciousFileOperation
 
 
 class DualStorageError(Exception):
-    """Base class: something went wrong talking to one of the two stores."""
+    """Base class: an operation on one of the two stores failed."""
 
     def __init__(
         self,
@@ -20,11 +27,19 @@ class DualStorageError(Exception):
         store: str | None = None,
         bucket: str | None = None,
         key: str | None = None,
+        code: str | None = None,
+        status: int | None = None,
     ) -> None:
         super().__init__(message)
         self.store = store
         self.bucket = bucket
         self.key = key
+        #: The S3 error code the store answered (``"NoSuchKey"``, ``"AccessDenied"``,
+        #: ``"SlowDown"``...), or ``None`` when no answer came (refused before sending,
+        #: connection failure, integrity check).
+        self.code = code
+        #: The HTTP status of that answer (404, 403, 503...), or ``None``.
+        self.status = status
 
 
 class ObjectNotFound(DualStorageError, FileNotFoundError):
@@ -62,12 +77,33 @@ class NoPublicURL(DualStorageError, AttributeError):
     """
 
 
-class ConfigurationError(DualStorageError, ImproperlyConfigured):
-    """The settings for a store are missing or contradictory."""
+class ConfigurationError(ImproperlyConfigured):
+    """The settings for a store are missing or contradictory: not a storage failure, so
+    not a :class:`DualStorageError`; ``except DualStorageError`` does not hide it.
+
+    ``check_ids`` are the system checks that found the problems (``manage.py check``
+    explains each); :meth:`public_message` is what a page may show.
+    """
+
+    def __init__(
+        self, message: str, *, store: str | None = None, check_ids: Iterable[str] = ()
+    ) -> None:
+        super().__init__(message)
+        self.store = store
+        self.check_ids = tuple(check_ids)
+
+    def public_message(self) -> str:
+        """The problem for a page or an API answer: the check ids, never a value (the
+        message itself may hold an endpoint)."""
+        found = f" ({', '.join(self.check_ids)})" if self.check_ids else ""
+        return (
+            f"the storage is not configured{found}; run `manage.py check` for the problems "
+            "and their fixes"
+        )
 
 
 def safe_reason(
-    exc: DualStorageError,
+    exc: DualStorageError | ConfigurationError,
     *,
     key: str | None = None,
     bucket: str | None = None,
@@ -75,7 +111,9 @@ def safe_reason(
 ) -> str:
     """Why the operation failed, fit to show in a page: it names the key, bucket and
     store (given, else the error's own), never the store's endpoint (the internal one is
-    private)."""
+    private). A misconfiguration names its check ids instead."""
+    if isinstance(exc, ConfigurationError):
+        return exc.public_message()
     key = key or exc.key or ""
     bucket = bucket or exc.bucket or ""
     store = store or exc.store or "storage"

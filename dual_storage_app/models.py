@@ -26,7 +26,13 @@ from django.utils.text import get_valid_filename
 
 from ._consistency import delete_on_commit, delete_on_rollback
 from .client import MAX_SCHEMA_BYTES, dual_storage, schema_key, schema_problem
-from .exceptions import DualStorageError, InvalidArgument, InvalidKey, safe_reason
+from .exceptions import (
+    ConfigurationError,
+    DualStorageError,
+    InvalidArgument,
+    InvalidKey,
+    safe_reason,
+)
 from .kinds import REGISTRY, ArtifactKind, StoreName
 from .storages import checkpoints_storage, datasets_storage, schemas_storage, weights_storage
 from .store import Store
@@ -151,7 +157,7 @@ class Artifact(models.Model):
         store, bucket = dual_storage.locate(self.kind)
         return store, self.bucket or bucket
 
-    def describe_failure(self, exc: DualStorageError) -> str:
+    def describe_failure(self, exc: DualStorageError | ConfigurationError) -> str:
         """Why an operation on this artifact's object failed, fit to show in a page
         (names key, bucket and store, never the endpoint)."""
         return safe_reason(exc, key=self.key, bucket=self.bucket, store=self.store_name)

@@ -9,7 +9,6 @@ the admin's login page; signed-in users without permission get 403.
 from __future__ import annotations
 
 import logging
-import re
 from collections.abc import Callable
 from functools import wraps
 from typing import Any
@@ -76,24 +75,17 @@ def _require_view_permission(request: HttpRequest, model: type[Model]) -> None:
         raise PermissionDenied
 
 
-def _misconfigured(exc: ConfigurationError) -> str:
-    """What to tell a user about a misconfiguration: the check ids, never a value (an
-    endpoint or a key may be in the error's own message)."""
-    found = sorted(set(re.findall(r"\[(dual_storage_app\.[EW]\d+)\]", str(exc))))
-    problems = f" ({', '.join(found)})" if found else ""
-    return (
-        f"The storage is not configured{problems}: run `manage.py check` for the problems "
-        "and their fixes."
-    )
-
-
-def _storage_failure(exc: DualStorageError, artifact: Artifact) -> HttpResponse:
+def _storage_failure(
+    exc: DualStorageError | ConfigurationError, artifact: Artifact
+) -> HttpResponse:
     """A plain-text answer naming bucket and key (never the endpoint) for a failure; a
     misconfiguration is a 503 that names the check ids, not a storage failure."""
+    reason = artifact.describe_failure(exc)
     if isinstance(exc, ConfigurationError):
         logger.error("Download of %s impossible: %s", artifact.key, exc)
-        return HttpResponse(_misconfigured(exc), status=503, content_type="text/plain")
-    reason = artifact.describe_failure(exc)
+        return HttpResponse(
+            f"Cannot serve {artifact}: {reason}.", status=503, content_type="text/plain"
+        )
     if isinstance(exc, ObjectNotFound):
         return HttpResponseNotFound(
             f"The file of {artifact} is missing: {reason}.", content_type="text/plain"
@@ -120,19 +112,14 @@ def artifact_download(request: HttpRequest, kind: str, pk: int) -> HttpResponseB
     artifact = get_object_or_404(model, pk=pk)
     try:
         return artifact_response(request, artifact)
-    except DualStorageError as exc:
+    except (DualStorageError, ConfigurationError) as exc:
         back_to = _page_to_return_to(request)
         if back_to is None:
             return _storage_failure(exc, artifact)
         # Inside the admin: an error message on the page the user came from.
         if not isinstance(exc, ObjectNotFound):
             logger.error("Download of %s failed: %s", artifact.key, exc)
-        reason = (
-            _misconfigured(exc)
-            if isinstance(exc, ConfigurationError)
-            else f"{artifact.describe_failure(exc)}."
-        )
-        messages.error(request, f"Cannot download {artifact}: {reason}")
+        messages.error(request, f"Cannot download {artifact}: {artifact.describe_failure(exc)}.")
         return HttpResponseRedirect(back_to)
 
 
@@ -162,7 +149,7 @@ def dataset_link(request: HttpRequest, pk: int) -> HttpResponseBase:
     try:
         store, bucket = dataset.location()
         url = store.presign_get(bucket, dataset.key, expires)
-    except DualStorageError as exc:
+    except (DualStorageError, ConfigurationError) as exc:
         return _storage_failure(exc, dataset)
     response = HttpResponseRedirect(url)
     # The link is a bearer credential: no shared cache may keep it, no browser store it.

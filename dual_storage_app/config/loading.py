@@ -23,7 +23,8 @@ def load_config(
     if errors:
         raise ConfigurationError(
             "dual-storage is misconfigured: "
-            + " ".join(f"[{p.id}] {p.message} {p.hint}" for p in errors)
+            + " ".join(f"[{p.id}] {p.message} {p.hint}" for p in errors),
+            check_ids=sorted({p.id for p in errors}),
         )
     return DualStorageSettings(
         internal=build_store_config("internal", values),

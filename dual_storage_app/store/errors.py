@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Any
 
 from botocore.exceptions import (
     BotoCoreError,
@@ -66,12 +67,13 @@ def to_storage_error(
 ) -> DualStorageError | None:
     """The app's error for ``exc``, or ``None`` if it is not a storage failure."""
     where = describe(store, bucket, key)
-    context = {"store": store.name, "bucket": bucket, "key": key}
+    context: dict[str, Any] = {"store": store.name, "bucket": bucket, "key": key}
     cause = _root_cause(exc)
     if isinstance(cause, ClientError):
         error = cause.response.get("Error", {})
         code = str(error.get("Code", ""))
         status = cause.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
+        context.update(code=code or None, status=status or None)
         if code in _NO_BUCKET:
             return ObjectNotFound(
                 f"Cannot {action}: the bucket does not exist on the {where}. "

@@ -277,7 +277,7 @@ def test_error_reports_show_no_secret_in_frame_variables(
     settings.DEBUG = False
     settings.DUAL_STORAGE = real_settings(s3_servers, **overrides)
     failure = failure_of(lambda: dual_storage.exists("weights", "leaks/report.bin"))
-    assert isinstance(failure, DualStorageError)
+    assert isinstance(failure, (DualStorageError, ConfigurationError))
     assert_no_secret(html_error_report(failure), "Django error report")
 
 
