@@ -92,3 +92,28 @@ def validate_prefix(prefix: str, *, store: str | None = None, bucket: str | None
             key=prefix,
         )
     return prefix
+
+
+def segment_problem(value: object) -> str | None:
+    """What keeps ``value`` from being used, unchanged, as one key segment (a training
+    job id under ``jobs/``), or ``None``. Nothing is cleaned: ``../7`` is not ``7``."""
+    if isinstance(value, str) and "/" in value:
+        return "it contains '/', which would make it more than one key segment"
+    return _key_problem(value)
+
+
+def validate_segment(
+    value: object, *, field: str, store: str | None = None, bucket: str | None = None
+) -> str:
+    """Return ``value`` if it can be one key segment as it is, else raise
+    :class:`InvalidKey` naming ``field``."""
+    problem = segment_problem(value)
+    if problem is not None:
+        raise InvalidKey(
+            f"Invalid {field} {value!r}: {problem}. It becomes one segment of the object "
+            "key, used as it is, never cleaned into another.",
+            store=store,
+            bucket=bucket,
+        )
+    assert isinstance(value, str)
+    return value

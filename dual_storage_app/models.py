@@ -33,6 +33,7 @@ from .exceptions import (
     InvalidKey,
     safe_reason,
 )
+from .keys import segment_problem, validate_segment
 from .kinds import REGISTRY, ArtifactKind, StoreName
 from .storages import checkpoints_storage, datasets_storage, schemas_storage, weights_storage
 from .store import Store
@@ -71,7 +72,8 @@ def _weights_key(instance: Artifact, filename: str) -> str:
 
 
 def _checkpoints_key(instance: Artifact, filename: str) -> str:
-    job = safe_segment(str(getattr(instance, "job_id", "") or ""), "unassigned")
+    # The job id is used as it is: cleaning would file ``../7`` under job 7.
+    job = validate_segment(getattr(instance, "job_id", ""), field="job_id", store="internal")
     return unique_key(f"{REGISTRY['checkpoints'].key_prefix}/{job}", filename)
 
 
@@ -201,12 +203,22 @@ class ModelWeight(Artifact):
         constraints = (models.UniqueConstraint(fields=("file",), name="dual_storage_weight_key"),)
 
 
+def validate_job_id(value: str) -> None:
+    """Form validation of a job id: one key segment, used as it is (migrations name
+    this function, so it keeps its name)."""
+    problem = segment_problem(value)
+    if problem is not None:
+        raise ValidationError(
+            "Not usable as a job id: %(problem)s.", code="invalid", params={"problem": problem}
+        )
+
+
 class TrainingCheckpoint(Artifact):
     kind = "checkpoints"
     file = ArtifactFileField(
         storage=checkpoints_storage, upload_to=_checkpoints_key, max_length=1024
     )
-    job_id = models.CharField(max_length=100, db_index=True)
+    job_id = models.CharField(max_length=100, db_index=True, validators=[validate_job_id])
     epoch = models.PositiveIntegerField(null=True, blank=True)
     metrics = models.JSONField(default=dict, blank=True)
 
