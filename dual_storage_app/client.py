@@ -25,7 +25,7 @@ from .config.loading import load_config
 from .config.sources import SETTINGS_KEY
 from .config.stores import DualStorageSettings
 from .exceptions import InvalidArgument, InvalidKey
-from .keys import validate_key
+from .keys import segment_problem, validate_key
 from .kinds import KINDS, ArtifactKind, StoreName
 from .store import ObjectInfo, Store, TransferResult
 from .store.schema_cache import schema_cache
@@ -186,11 +186,13 @@ class DualStorageClient:
 
 
 def schema_key(framework: str) -> str:
-    """``"ultralytics"`` -> ``"ultralytics.json"``; the one check of a schema name."""
-    if not isinstance(framework, str) or not framework or "/" in framework:
+    """``"ultralytics"`` -> ``"ultralytics.json"``; the one check of a schema name,
+    which is one key segment used as it is (no ``/``, ``..``, ``.``, control characters)."""
+    problem = segment_problem(framework)
+    if problem is not None:
         raise InvalidKey(
-            f"Invalid schema name {framework!r}: a schema name is one non-empty key segment "
-            "(no '/').",
+            f"Invalid schema name {framework!r}: {problem}; a schema name is one key "
+            "segment, used as it is.",
             store="internal",
             key=framework if isinstance(framework, str) else None,
         )

@@ -78,7 +78,8 @@ def _checkpoints_key(instance: Artifact, filename: str) -> str:
 
 
 def _schemas_key(instance: Artifact, filename: str) -> str:
-    framework = safe_segment(str(getattr(instance, "framework", "") or ""), "schema")
+    # The framework passed schema_key() in save(): one key segment, used as it is.
+    framework = validate_segment(getattr(instance, "framework", ""), field="framework")
     return unique_key(f"{REGISTRY['schemas'].key_prefix}/{framework}", filename)
 
 

@@ -1,6 +1,7 @@
 """A checkpoint's job id is one segment of its key, used as it is: a hostile id is
 refused with an error naming the field, through the model, the admin form and the
-upload command, before any byte is stored (``../7`` was cleaned into job 7's prefix)."""
+upload command, before any byte is stored (``../7`` was cleaned into job 7's prefix); a
+schema name likewise."""
 
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ from django.urls import reverse
 
 from dual_storage_app.client import DualStorageClient
 from dual_storage_app.exceptions import InvalidKey
-from dual_storage_app.models import TrainingCheckpoint
+from dual_storage_app.models import ConfigSchema, TrainingCheckpoint
 from tests.helpers import run, run_json
 
 pytestmark = [pytest.mark.real_s3, pytest.mark.django_db]
@@ -94,3 +95,26 @@ def test_the_upload_command_refuses_a_hostile_job_id(
     # The same command with a plain id works.
     uploaded = run_json("dualstorage_upload", "checkpoints", str(source), "--job-id", "7")
     assert uploaded["key"].startswith("jobs/7/")
+
+
+@pytest.mark.parametrize("framework", ["..", ".", "a/b", "a\\b", "fw\x00", "fw\u200b"])
+def test_a_hostile_schema_name_is_refused_on_every_path(
+    real_storage: DualStorageClient, framework: str
+) -> None:
+    """The twin of the job id: a schema name is one segment of the version's key and of
+    the published ``<name>.json``."""
+    schema = ConfigSchema(name="hostile", framework=framework)
+    with pytest.raises(InvalidKey, match="schema name"):
+        schema.file.save("schema.json", ContentFile(b"{}"))
+    with pytest.raises(InvalidKey, match="schema name"):
+        real_storage.upload_schema(framework, b"{}")
+    assert not ConfigSchema.objects.exists()
+    assert list(real_storage.list_objects("schemas")) == []
+
+
+def test_a_schema_version_is_filed_under_its_name_as_it_is(
+    real_storage: DualStorageClient,
+) -> None:
+    schema = ConfigSchema(name="spaced", framework="my fw")
+    schema.file.save("schema.json", ContentFile(b"{}"))
+    assert schema.key.startswith("versions/my fw/")
