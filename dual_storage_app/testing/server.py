@@ -6,6 +6,13 @@ by the example project's ``make run``.
 Started and stopped by the project itself (no Docker). Identities are configured so that
 wrong keys are refused (``SignatureDoesNotMatch``), as MinIO would. Every listener binds
 to 127.0.0.1; telemetry is off, so nothing leaves the machine.
+
+Only the S3 API reads or writes, and only with an identity's keys: the master's and the
+filer's HTTP APIs are off, the volume server wants a JWT signed with a key made for this
+start, and every gRPC port wants a client certificate from a CA made for this start
+(:func:`security_toml`). No CORS origin is allowed (SeaweedFS 4.x still sends
+``Access-Control-Allow-Origin: *`` from the volume server and on the S3 gateway's
+bucket-less errors, always with a refusal: that is hard-coded).
 """
 
 from __future__ import annotations
@@ -14,13 +21,13 @@ import contextlib
 import json
 import os
 import random
+import secrets
 import shutil
 import signal
 import socket
 import subprocess
 import sys
 import time
-import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
@@ -73,6 +80,120 @@ def free_port_pair(exclude: set[int] | None = None) -> int:
     raise RuntimeError("No free loopback port pair found for SeaweedFS.")
 
 
+SECURITY_FILE = "security.toml"
+# The gRPC services weed server runs, each given the server certificate, and the
+# certificate every component presents when it dials another.
+_GRPC_SECTIONS = ("master", "volume", "filer", "s3", "client")
+
+
+def security_toml(tls_dir: Path) -> str:
+    """SeaweedFS's ``security.toml`` for one start: fresh random keys, no CORS origin.
+
+    - The master signs each volume assignment or lookup with a JWT and the volume
+      server refuses reads and writes without one (``jwt.signing``, ``.read``); the S3
+      gateway signs what it asks of the filer (``jwt.filer_signing``, ``.read``). So
+      the master's, filer's and volume server's HTTP ports refuse anonymous requests.
+    - The gRPC ports (HTTP + 10000), which hand out those JWTs and change the filer's
+      metadata, require a client certificate signed by a CA made for this start
+      (mutual TLS, :func:`write_grpc_certificates`).
+    - No CORS origin is allowed; the volume server's and filer's UIs are off.
+    """
+    keys = {
+        "jwt.signing": secrets.token_urlsafe(32),  # volume server writes
+        "jwt.signing.read": secrets.token_urlsafe(32),  # volume server reads
+        "jwt.filer_signing": secrets.token_urlsafe(32),  # filer writes
+        "jwt.filer_signing.read": secrets.token_urlsafe(32),  # filer reads
+    }
+    sections = [
+        f'[{name}]\nkey = "{key}"\nexpires_after_seconds = 10\n' for name, key in keys.items()
+    ]
+    sections += [
+        '[cors.allowed_origins]\nvalues = ""\n',
+        "[access]\nui = false\n",
+        "[filer.expose_directory_metadata]\nenabled = false\n",
+        f'[grpc]\nca = "{tls_dir / "ca.crt"}"\n',
+    ]
+    sections += [
+        f'[grpc.{name}]\ncert = "{tls_dir / "node.crt"}"\nkey = "{tls_dir / "node.key"}"\n'
+        for name in _GRPC_SECTIONS
+    ]
+    return "\n".join(sections)
+
+
+def write_grpc_certificates(tls_dir: Path) -> None:
+    """A new CA (``ca.crt``; its key is never written) and one certificate signed by it
+    (``node.crt``, ``node.key``) that every SeaweedFS component presents on gRPC."""
+    try:
+        from cryptography import x509
+        from cryptography.hazmat.primitives import hashes, serialization
+        from cryptography.hazmat.primitives.asymmetric import ec
+        from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+    except ImportError as exc:  # pragma: no cover - installed with the test extras
+        raise FileNotFoundError(
+            "The embedded S3 server needs the 'cryptography' package for its gRPC "
+            "certificates; install it with `pip install cryptography`."
+        ) from exc
+    import datetime
+    import ipaddress
+
+    now = datetime.datetime.now(datetime.timezone.utc)
+    start, end = now - datetime.timedelta(hours=1), now + datetime.timedelta(days=3650)
+    ca_key = ec.generate_private_key(ec.SECP256R1())
+    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "dual-storage local CA")])
+    ca_cert = (
+        x509.CertificateBuilder()
+        .subject_name(ca_name)
+        .issuer_name(ca_name)
+        .public_key(ca_key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(start)
+        .not_valid_after(end)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+        .sign(ca_key, hashes.SHA256())
+    )
+    node_key = ec.generate_private_key(ec.SECP256R1())
+    node_cert = (
+        x509.CertificateBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "dual-storage")]))
+        .issuer_name(ca_name)
+        .public_key(node_key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(start)
+        .not_valid_after(end)
+        .add_extension(
+            x509.SubjectAlternativeName(
+                [x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address(LOOPBACK))]
+            ),
+            critical=False,
+        )
+        .add_extension(
+            x509.ExtendedKeyUsage(
+                [ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH]
+            ),
+            critical=False,
+        )
+        .sign(ca_key, hashes.SHA256())
+    )
+    tls_dir.mkdir(mode=0o700, exist_ok=True)
+    pem = serialization.Encoding.PEM
+    _write_private(tls_dir / "ca.crt", ca_cert.public_bytes(pem).decode())
+    _write_private(tls_dir / "node.crt", node_cert.public_bytes(pem).decode())
+    _write_private(
+        tls_dir / "node.key",
+        node_key.private_bytes(
+            pem, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        ).decode(),
+    )
+
+
+def _write_private(path: Path, text: str) -> None:
+    """Write ``text`` to ``path``, readable by its owner only (from the first byte)."""
+    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    os.fchmod(descriptor, 0o600)
+    with os.fdopen(descriptor, "w") as handle:
+        handle.write(text)
+
+
 @dataclass
 class LocalS3Server:
     """One SeaweedFS ``server -s3`` process group on loopback."""
@@ -109,8 +230,10 @@ class LocalS3Server:
             ]
         }
         config_path = self.data_dir / "s3-identities.json"
-        config_path.write_text(json.dumps(identities))
-        config_path.chmod(0o600)
+        _write_private(config_path, json.dumps(identities))
+        tls_dir = self.data_dir / "tls"
+        write_grpc_certificates(tls_dir)
+        _write_private(self.data_dir / SECURITY_FILE, security_toml(tls_dir))
         return [
             find_weed(),
             "server",
@@ -125,6 +248,11 @@ class LocalS3Server:
             "-s3.port.iceberg=0",
             "-s3.port.lance=0",
             f"-s3.config={config_path}",
+            "-s3.allowedOrigins=",  # no CORS fallback: no Access-Control-Allow-Origin at all
+            "-filer.allowedOrigins=",
+            # No master HTTP API (its /dir/assign and /dir/lookup hand out volume JWTs to
+            # anyone) and no filer HTTP API: the S3 gateway talks gRPC to both.
+            "-disableHttp",
             "-master.telemetry=false",
             "-master.volumeSizeLimitMB=1024",
             "-volume.max=0",
@@ -144,8 +272,13 @@ class LocalS3Server:
         (self.data_dir / "data").mkdir(parents=True, exist_ok=True)
         command = self._command()
         with self.log_path.open("ab") as log:
+            # weed reads ./security.toml first: the data folder's, written by _command().
             self.process = subprocess.Popen(
-                command, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+                command,
+                cwd=self.data_dir,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
             )
         try:
             self._wait_ready(timeout)
@@ -181,9 +314,8 @@ class LocalS3Server:
                     f"SeaweedFS exited with code {self.process.returncode}; see {self.log_path}."
                 )
             try:
-                client.list_buckets()
-                if self._volume_server_registered():
-                    return
+                self._round_trip(client)
+                return
             except Exception as exc:
                 last_error = exc
                 time.sleep(0.2)
@@ -192,16 +324,20 @@ class LocalS3Server:
             f"({type(last_error).__name__}); see {self.log_path}."
         )
 
-    def _volume_server_registered(self) -> bool:
-        """True once the master knows a volume server (before that, reads fail)."""
-        url = f"http://{LOOPBACK}:{self.master_port}/dir/status"
-        with urllib.request.urlopen(url, timeout=2) as response:
-            topology = json.load(response).get("Topology", {})
-        return any(
-            rack.get("DataNodes")
-            for center in topology.get("DataCenters") or []
-            for rack in center.get("Racks") or []
-        )
+    @staticmethod
+    def _round_trip(client: S3Client) -> None:
+        """Write, read and delete an object in a throw-away bucket, through the signed S3
+        API only: this succeeds once the master knows a volume server (before that,
+        writes and reads fail)."""
+        bucket = f"dual-storage-ready-{secrets.token_hex(6)}"
+        client.create_bucket(Bucket=bucket)
+        try:
+            client.put_object(Bucket=bucket, Key="probe", Body=b"ready")
+            if client.get_object(Bucket=bucket, Key="probe")["Body"].read() != b"ready":
+                raise RuntimeError("SeaweedFS returned other bytes than it stored.")
+            client.delete_object(Bucket=bucket, Key="probe")
+        finally:
+            client.delete_bucket(Bucket=bucket)
 
     def delete_bucket(self, bucket: str) -> None:
         """Delete ``bucket`` with every object and incomplete upload in it."""
