@@ -1,15 +1,18 @@
-"""``dualstorage_list`` on the real servers: rows and objects, errors as CommandError."""
+"""``dualstorage_list`` on the real servers: rows and objects, how many there are in all
+beyond --limit (counted across pages), errors as CommandError."""
 
 from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 from django.core.management import CommandError
 from pytest_django import Settings as SettingsWrapper
 
 from dual_storage_app.client import DualStorageClient
-from dual_storage_app.models import ModelWeight
+from dual_storage_app.models import Dataset, ModelWeight
 from dual_storage_app.testing.server import LocalS3Server
-from tests.helpers import MakeFile, real_settings, run, run_json
+from tests.helpers import MakeFile, make, real_settings, record_api_calls, run, run_json
 
 pytestmark = [pytest.mark.real_s3, pytest.mark.django_db(transaction=True)]
 
@@ -45,3 +48,36 @@ def test_list_errors_are_command_errors(
         run("dualstorage_list", "weights", "--store")
     with pytest.raises(CommandError, match="not a positive number"):
         run("dualstorage_list", "weights", "--limit", "0")
+
+
+def test_a_limited_list_of_rows_says_first_n_of_m(real_storage: DualStorageClient) -> None:
+    for index in range(3):
+        make(Dataset, b"rows %d" % index)
+    assert "first 2 of 3 datasets row(s)." in run("dualstorage_list", "datasets", "--limit", "2")
+    assert "\n3 datasets row(s)." in run("dualstorage_list", "datasets", "--limit", "3")
+    limited = run_json("dualstorage_list", "datasets", "--limit", "2")
+    assert (len(limited["items"]), limited["total"], limited["truncated"]) == (2, 3, True)
+    whole = run_json("dualstorage_list", "datasets", "--limit", "3")
+    assert (len(whole["items"]), whole["total"], whole["truncated"]) == (3, 3, False)
+
+
+def test_a_limited_list_of_a_bucket_counts_every_page(
+    real_storage: DualStorageClient, unique_key: str
+) -> None:
+    """1,001 objects are two pages of ListObjectsV2: --limit 3 shows three and counts
+    all, page by page (both pages asked for, none of the objects kept)."""
+    store, bucket = real_storage.locate("datasets")
+    keys = [f"{unique_key}/{index:04d}" for index in range(1001)]
+    with ThreadPoolExecutor(max_workers=16) as pool:
+        list(pool.map(lambda key: store.client.put_object(Bucket=bucket, Key=key, Body=b""), keys))
+    args = ["dualstorage_list", "datasets", "--store", "--prefix", f"{unique_key}/", "--limit", "3"]
+
+    calls = record_api_calls(real_storage)
+    out = run(*args)
+    assert "first 3 of 1001 object(s) in external/training-datasets." in out
+    assert calls.count("ListObjectsV2") == 2
+    data = run_json(*args)
+    assert [item["key"] for item in data["items"]] == keys[:3]
+    assert (data["total"], data["truncated"]) == (1001, True)
+    whole = run_json(*args[:-1], "1001")
+    assert (len(whole["items"]), whole["total"], whole["truncated"]) == (1001, 1001, False)

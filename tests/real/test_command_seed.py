@@ -1,4 +1,5 @@
-"""``dualstorage_seed`` on the real servers: idempotent, replaces changes, checks first."""
+"""``dualstorage_seed`` on the real servers: every kind, idempotent, replaces changes,
+checks first (unknown folders, empty files, broken schemas refused before any upload)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,14 @@ import pytest
 from django.core.management import CommandError
 
 from dual_storage_app.client import DualStorageClient
-from dual_storage_app.models import ConfigSchema, ModelWeight
+from dual_storage_app.kinds import KINDS
+from dual_storage_app.models import (
+    ARTIFACT_MODELS,
+    ConfigSchema,
+    Dataset,
+    ModelWeight,
+    TrainingCheckpoint,
+)
 from tests.helpers import run, run_json, sha256
 
 pytestmark = [pytest.mark.real_s3, pytest.mark.django_db(transaction=True)]
@@ -63,10 +71,85 @@ def test_seed_refuses_a_bad_folder_before_uploading(
 ) -> None:
     with pytest.raises(CommandError, match="is not a directory"):
         run("dualstorage_seed", str(tmp_path / "missing"))
-    with pytest.raises(CommandError, match="expected a weights/ or schemas/ folder"):
+    with pytest.raises(CommandError, match="expected one of weights/, checkpoints/, sch"):
         run("dualstorage_seed", str(tmp_path))
     folder = make_seed_folder(tmp_path / "seed")
     (folder / "schemas" / "broken.json").write_bytes(b"{not json")
     with pytest.raises(CommandError, match=r"broken\.json.*not valid JSON"):
         run("dualstorage_seed", str(folder))
     assert not ModelWeight.objects.exists() and not ConfigSchema.objects.exists()
+
+
+def nothing_stored() -> bool:
+    return not any(ARTIFACT_MODELS[kind]._default_manager.exists() for kind in KINDS)
+
+
+def test_seed_stores_every_kind(real_storage: DualStorageClient, tmp_path: Path) -> None:
+    folder = make_seed_folder(tmp_path / "seed")
+    (folder / "checkpoints" / "job-7" / "run-a").mkdir(parents=True)
+    (folder / "checkpoints" / "job-7" / "epoch_1.pth").write_bytes(b"epoch 1")
+    (folder / "checkpoints" / "job-7" / "run-a" / "epoch_2.pth").write_bytes(b"epoch 2")
+    (folder / "datasets" / "coco").mkdir(parents=True)
+    (folder / "datasets" / "coco" / "train.zip").write_bytes(b"a dataset")
+    first = run_json("dualstorage_seed", str(folder))
+    assert (first["created"], first["replaced"], first["skipped"]) == (6, 0, 0)
+    assert sorted(TrainingCheckpoint.objects.values_list("job_id", "name")) == [
+        ("job-7", "epoch_1.pth"),
+        ("job-7", "run-a/epoch_2.pth"),
+    ]
+    checkpoint = TrainingCheckpoint.objects.get(name="epoch_1.pth")
+    assert checkpoint.key.startswith("jobs/job-7/") and checkpoint.bucket == "training-checkpoints"
+    assert real_storage.internal.get_bytes("training-checkpoints", checkpoint.key) == b"epoch 1"
+    dataset = Dataset.objects.get()
+    assert (dataset.name, dataset.bucket, dataset.sha256) == (
+        "coco/train.zip",
+        "training-datasets",
+        sha256(b"a dataset"),
+    )
+    assert real_storage.external.get_bytes("training-datasets", dataset.key) == b"a dataset"
+
+    out = run("dualstorage_seed", str(folder))
+    assert "0 created, 0 replaced, 6 skipped." in out
+    assert "checkpoints job-7/run-a/epoch_2.pth" in out and "datasets    coco/train.zip" in out
+    (folder / "datasets" / "coco" / "train.zip").write_bytes(b"a new version")
+    again = run_json("dualstorage_seed", str(folder))
+    assert (again["created"], again["replaced"], again["skipped"]) == (0, 1, 5)
+    assert Dataset.objects.get().sha256 == sha256(b"a new version")
+
+
+def test_seed_refuses_an_unknown_folder_naming_it(
+    real_storage: DualStorageClient, tmp_path: Path
+) -> None:
+    folder = make_seed_folder(tmp_path / "seed")
+    (folder / "weigths").mkdir()
+    (folder / "dataset").mkdir()
+    (folder / ".git").mkdir()  # hidden: ignored, like hidden files
+    with pytest.raises(CommandError) as caught:
+        run("dualstorage_seed", str(folder))
+    message = str(caught.value)
+    assert "Unknown folder(s)" in message and "dataset/, weigths/;" in message
+    assert "weights/, checkpoints/, schemas/, datasets/" in message and ".git" not in message
+    assert nothing_stored()
+
+
+def test_seed_refuses_an_empty_file_as_the_admin_does(
+    real_storage: DualStorageClient, tmp_path: Path
+) -> None:
+    folder = make_seed_folder(tmp_path / "seed")
+    empty = folder / "weights" / "zz-empty.pth"  # after the others: nothing is stored first
+    empty.write_bytes(b"")
+    with pytest.raises(CommandError) as caught:
+        run("dualstorage_seed", str(folder))
+    assert str(caught.value) == f"Refused {str(empty)!r}: The submitted file is empty."
+    assert nothing_stored()
+
+
+def test_seed_refuses_a_checkpoint_outside_a_job_folder(
+    real_storage: DualStorageClient, tmp_path: Path
+) -> None:
+    folder = make_seed_folder(tmp_path / "seed")
+    (folder / "checkpoints").mkdir()
+    (folder / "checkpoints" / "epoch_1.pth").write_bytes(b"no job")
+    with pytest.raises(CommandError, match=r"not in a job's folder.*checkpoints/<job id>/epoch"):
+        run("dualstorage_seed", str(folder))
+    assert nothing_stored()

@@ -9,11 +9,15 @@ import hashlib
 from pathlib import Path
 
 import pytest
+from django.core.files.uploadedfile import SimpleUploadedFile
 from django.core.management import CommandError
+from django.test import Client
+from django.urls import reverse
 
 from dual_storage_app.client import DualStorageClient
 from dual_storage_app.keys import validate_key
-from dual_storage_app.models import ConfigSchema, ModelWeight, TrainingCheckpoint
+from dual_storage_app.kinds import KINDS
+from dual_storage_app.models import ARTIFACT_MODELS, ConfigSchema, ModelWeight, TrainingCheckpoint
 from tests.helpers import (
     NFC_NAME,
     NFD_NAME,
@@ -90,6 +94,30 @@ def test_upload_refuses_bad_arguments(
     with pytest.raises(CommandError, match=message):
         run("dualstorage_upload", *argv)
     assert not ModelWeight.objects.exists() and not TrainingCheckpoint.objects.exists()
+
+
+EMPTY_FILE = "The submitted file is empty."  # the message of Django's forms.FileField
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_an_empty_file_is_refused_as_the_admin_refuses_it(
+    kind: str, real_storage: DualStorageClient, admin_client: Client, tmp_path: Path
+) -> None:
+    model = ARTIFACT_MODELS[kind]  # type: ignore[index]
+    fields = {"name": "empty", "framework": "fw", "job_id": "job-1"}
+    url = reverse(f"admin:dual_storage_app_{model._meta.model_name}_add")
+    page = admin_client.post(url, {**fields, "file": SimpleUploadedFile("empty.json", b"")})
+    assert page.status_code == 200 and EMPTY_FILE in page.content.decode()  # the form refuses
+
+    path = tmp_path / "empty.json"
+    path.write_bytes(b"")
+    options = {"schemas": ["--framework", "fw"], "checkpoints": ["--job-id", "job-1"]}
+    with pytest.raises(CommandError) as caught:
+        run("dualstorage_upload", kind, str(path), *options.get(kind, []))
+    assert str(caught.value) == f"Refused {str(path)!r}: {EMPTY_FILE}"
+    assert not model._default_manager.exists()
+    store, bucket = real_storage.locate(kind)  # type: ignore[arg-type]
+    assert not any("empty.json" in info.key for info in store.list(bucket))
 
 
 def test_upload_schema_again_replaces_its_version(

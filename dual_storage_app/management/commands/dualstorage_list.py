@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-import itertools
-from typing import Any
+from collections.abc import Iterable
+from typing import Any, TypeVar
 
 from django.core.management.base import CommandParser
 
@@ -18,11 +18,31 @@ from dual_storage_app.management._common import (
 )
 from dual_storage_app.models import ARTIFACT_MODELS, Artifact
 
+T = TypeVar("T")
+
+
+def first_and_total(items: Iterable[T], limit: int) -> tuple[list[T], int]:
+    """The first ``limit`` items and how many there are in all, counted as they pass
+    (a bucket of a million objects is counted page by page, never held in memory)."""
+    first: list[T] = []
+    total = 0
+    for item in items:
+        if total < limit:
+            first.append(item)
+        total += 1
+    return first, total
+
+
+def shown(count: int, total: int) -> str:
+    """``3`` when all are shown, else ``first 3 of 10``."""
+    return str(total) if count == total else f"first {count} of {total}"
+
 
 class Command(StorageCommand):
     help = (
         "List artifacts of KIND: database rows, newest first (name, key, size, short "
-        "SHA-256, created), or with --store the objects in the kind's bucket, by key."
+        "SHA-256, created), or with --store the objects in the kind's bucket, by key. "
+        "With more than --limit, says how many there are in all (first N of M)."
     )
 
     def add_arguments(self, parser: CommandParser) -> None:
@@ -46,7 +66,9 @@ class Command(StorageCommand):
 
     def _list_rows(self, kind: ArtifactKind, prefix: str, limit: int) -> None:
         manager: Any = ARTIFACT_MODELS[kind]._default_manager
-        rows: list[Artifact] = list(manager.filter(file__startswith=prefix)[:limit])
+        matching = manager.filter(file__startswith=prefix)
+        rows: list[Artifact] = list(matching[:limit])
+        total = len(rows) if len(rows) < limit else matching.count()
         lines = [
             f"{row.pk:>6}  {row.name[:30]:<30}  {format_size(row.size):>10}  "
             f"{row.sha256[:12]:<12}  {row.created_at:%Y-%m-%d %H:%M}  {row.key}"
@@ -54,14 +76,20 @@ class Command(StorageCommand):
         ]
         header = f"{'id':>6}  {'name':<30}  {'size':>10}  {'sha256':<12}  {'created':<16}  key"
         self.emit(
-            {"kind": kind, "source": "database", "items": [artifact_data(r) for r in rows]},
-            [header, *lines, self.style.SUCCESS(f"{len(rows)} {kind} row(s).")],
+            {
+                "kind": kind,
+                "source": "database",
+                "items": [artifact_data(r) for r in rows],
+                "total": total,
+                "truncated": total > len(rows),
+            },
+            [header, *lines, self.style.SUCCESS(f"{shown(len(rows), total)} {kind} row(s).")],
         )
 
     def _list_store(self, kind: str, prefix: str, limit: int) -> None:
         store, bucket = store_and_bucket(kind)
         with command_errors():
-            objects = list(itertools.islice(store.list(bucket, prefix), limit))
+            objects, total = first_and_total(store.list(bucket, prefix), limit)
         items = [
             {
                 "key": o.key,
@@ -84,6 +112,13 @@ class Command(StorageCommand):
                 "store": store.name,
                 "bucket": bucket,
                 "items": items,
+                "total": total,
+                "truncated": total > len(objects),
             },
-            [*lines, self.style.SUCCESS(f"{len(objects)} object(s) in {store.name}/{bucket}.")],
+            [
+                *lines,
+                self.style.SUCCESS(
+                    f"{shown(len(objects), total)} object(s) in {store.name}/{bucket}."
+                ),
+            ],
         )

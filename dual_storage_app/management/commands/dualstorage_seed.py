@@ -1,18 +1,21 @@
-"""Seed weights and schemas from a folder; re-running skips what is already stored."""
+"""Seed artifacts of every kind from a folder; re-running skips what is already stored."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from django.core.management.base import CommandError, CommandParser
 
 from dual_storage_app.client import schema_key
-from dual_storage_app.kinds import ArtifactKind
+from dual_storage_app.kinds import KINDS, ArtifactKind
 from dual_storage_app.management._common import (
     StorageCommand,
     artifact_data,
     check_json,
+    check_source,
     command_errors,
 )
 from dual_storage_app.models import ARTIFACT_MODELS, Artifact
@@ -21,78 +24,152 @@ from dual_storage_app.store.hashing import hash_file
 ACTIONS = ("created", "replaced", "skipped")
 
 
+@dataclass(frozen=True)
+class SeedItem:
+    """One file to seed: its kind, the row fields that identify it, its display name."""
+
+    kind: ArtifactKind
+    path: Path
+    name: str
+    lookup: dict[str, str]  # the row of this file, if any, is the one with these values
+
+    @property
+    def label(self) -> str:
+        return "/".join(self.lookup.values())
+
+
 def _visible(path: Path, root: Path) -> bool:
     return path.is_file() and not any(p.startswith(".") for p in path.relative_to(root).parts)
 
 
-def plan(folder: Path) -> list[tuple[ArtifactKind, str, Path]]:
-    """``(kind, name or framework, path)`` for every file the folder convention picks."""
+def _files(root: Path) -> list[tuple[Path, str]]:
+    """Every visible file under ``root`` (any depth) and its path below ``root``."""
+    return [
+        (path, path.relative_to(root).as_posix())
+        for path in sorted(root.rglob("*"))
+        if _visible(path, root)
+    ]
+
+
+def _by_name(kind: ArtifactKind) -> Callable[[Path], list[SeedItem]]:
+    """Weights and datasets: every file, named by its path below the kind's folder."""
+
+    def plan_kind(root: Path) -> list[SeedItem]:
+        return [SeedItem(kind, path, name, {"name": name}) for path, name in _files(root)]
+
+    return plan_kind
+
+
+def _checkpoints(root: Path) -> list[SeedItem]:
+    """``checkpoints/<job id>/<file>``: the folder is the job id, the rest the name."""
+    items = []
+    for path, relative in _files(root):
+        job_id, slash, name = relative.partition("/")
+        if not slash:
+            raise CommandError(
+                f"Checkpoint {str(path)!r} is not in a job's folder: put it in "
+                f"checkpoints/<job id>/{relative}."
+            )
+        items.append(SeedItem("checkpoints", path, name, {"job_id": job_id, "name": name}))
+    return items
+
+
+def _schemas(root: Path) -> list[SeedItem]:
+    """``schemas/<framework>.json``, named so that get_schema() can read it back."""
+    items = []
+    for path in sorted(root.glob("*.json")):
+        if _visible(path, root):
+            with command_errors():
+                schema_key(path.stem)
+            items.append(SeedItem("schemas", path, path.stem, {"framework": path.stem}))
+    return items
+
+
+# How FOLDER/<kind>/ is read, for every kind of the registry (a test holds it to that).
+PLANNERS: dict[ArtifactKind, Callable[[Path], list[SeedItem]]] = {
+    "weights": _by_name("weights"),
+    "checkpoints": _checkpoints,
+    "schemas": _schemas,
+    "datasets": _by_name("datasets"),
+}
+
+
+def plan(folder: Path) -> list[SeedItem]:
+    """Every file the folder convention picks, each checked (not empty, schemas valid
+    JSON) before anything is uploaded; a folder that names no kind is refused."""
     if not folder.is_dir():
         raise CommandError(f"{str(folder)!r} is not a directory.")
-    weights, schemas = folder / "weights", folder / "schemas"
-    if not weights.is_dir() and not schemas.is_dir():
+    expected = ", ".join(f"{kind}/" for kind in KINDS)
+    unknown = sorted(
+        entry.name + "/"
+        for entry in folder.iterdir()
+        if entry.is_dir() and not entry.name.startswith(".") and entry.name not in PLANNERS
+    )
+    if unknown:
         raise CommandError(
-            f"Nothing to seed in {str(folder)!r}: expected a weights/ or schemas/ folder in it."
+            f"Unknown folder(s) in {str(folder)!r}: {', '.join(unknown)}; a seed folder "
+            f"holds only {expected} (names starting with '.' are ignored)."
         )
-    items: list[tuple[ArtifactKind, str, Path]] = [
-        ("weights", path.relative_to(weights).as_posix(), path)
-        for path in sorted(weights.rglob("*"))
-        if _visible(path, weights)
-    ]
-    for path in sorted(schemas.glob("*.json")):
-        if _visible(path, schemas):
-            check_json(path)  # refuse a broken schema before anything is uploaded
-            with command_errors():
-                schema_key(path.stem)  # and a name get_schema() could not read back
-            items.append(("schemas", path.stem, path))
+    present = [kind for kind in KINDS if (folder / kind).is_dir()]
+    if not present:
+        raise CommandError(f"Nothing to seed in {str(folder)!r}: expected one of {expected}.")
+    items = [item for kind in present for item in PLANNERS[kind](folder / kind)]
+    for item in items:
+        check_source(item.kind, item.path)  # the admin's rule: an empty file is refused
+        if item.kind == "schemas":
+            check_json(item.path)
     return items
 
 
 class Command(StorageCommand):
     help = (
-        "Seed artifacts from FOLDER. Convention: every file under FOLDER/weights/ (any "
-        "depth) becomes a model weight named by its path below weights/ (e.g. "
-        "'yolo/v8n.pt'); every FOLDER/schemas/<framework>.json becomes the config schema "
-        "of <framework> (it must be valid JSON). Names starting with '.' are ignored. "
-        "Idempotent: a file whose SHA-256 equals the stored row of that name (weights) or "
-        "framework (schemas) is skipped; a changed file replaces that row's file (the old "
-        "object is deleted after commit); a new file creates a row. Reports created, "
-        "replaced and skipped counts."
+        "Seed artifacts from FOLDER, one subfolder per kind: every file under "
+        "FOLDER/weights/ or FOLDER/datasets/ (any depth) becomes a model weight or dataset "
+        "named by its path below that folder (e.g. 'yolo/v8n.pt'); every file under "
+        "FOLDER/checkpoints/<job id>/ a training checkpoint of that job; every "
+        "FOLDER/schemas/<framework>.json the config schema of <framework> (it must be "
+        "valid JSON). Empty files and other folders are refused before anything is "
+        "stored; names starting with '.' are ignored. Idempotent: a file whose SHA-256 "
+        "equals the stored row of that name (schemas: framework; checkpoints: job and "
+        "name) is skipped; a changed file replaces that row's file (the old object is "
+        "deleted after commit); a new file creates a row. Reports created, replaced and "
+        "skipped counts."
     )
 
     def add_arguments(self, parser: CommandParser) -> None:
         super().add_arguments(parser)
-        parser.add_argument("folder", type=Path, help="Folder with weights/ and/or schemas/.")
+        parser.add_argument(
+            "folder", type=Path, help="Folder with weights/, checkpoints/, schemas/, datasets/."
+        )
 
     def handle(self, *args: Any, folder: Path, **options: Any) -> None:
         counts = dict.fromkeys(ACTIONS, 0)
         items: list[dict[str, Any]] = []
-        for kind, ident, path in plan(folder):
-            action, row = self._seed_one(kind, ident, path)
+        for item in plan(folder):
+            action, row = self._seed_one(item)
             counts[action] += 1
-            items.append({"action": action, "path": str(path), **artifact_data(row)})
-            self.note(f"{action:<8} {kind:<7} {ident}  ({row.key})")
+            items.append({"action": action, "path": str(item.path), **artifact_data(row)})
+            self.note(f"{action:<8} {item.kind:<11} {item.label}  ({row.key})")
         summary = ", ".join(f"{counts[action]} {action}" for action in ACTIONS)
         self.emit(
             {**counts, "items": items},
             [self.style.SUCCESS(f"Seeded {folder}: {summary}.")],
         )
 
-    def _seed_one(self, kind: ArtifactKind, ident: str, path: Path) -> tuple[str, Artifact]:
+    def _seed_one(self, item: SeedItem) -> tuple[str, Artifact]:
         """Skip, replace or create the row for one file; returns the action and the row.
 
         The local file is hashed only when a row of the same name and size exists, so a
         new file is read once (by the upload, which hashes it in the same pass)."""
-        lookup = {"framework": ident} if kind == "schemas" else {"name": ident}
-        rows: Any = ARTIFACT_MODELS[kind]._default_manager.filter(**lookup)
-        candidates: Any = rows.filter(size=path.stat().st_size)
+        rows: Any = ARTIFACT_MODELS[item.kind]._default_manager.filter(**item.lookup)
+        candidates: Any = rows.filter(size=item.path.stat().st_size)
         if candidates.exists():
-            same: Artifact | None = candidates.filter(sha256=hash_file(path)).first()
+            same: Artifact | None = candidates.filter(sha256=hash_file(item.path)).first()
             if same is not None:
                 return "skipped", same
         row: Artifact | None = rows.order_by("-created_at", "-pk").first()
         action = "replaced" if row is not None else "created"
         if row is None:
-            row = ARTIFACT_MODELS[kind](**{"name": ident, **lookup})
-        self.store_file(row, path)
+            row = ARTIFACT_MODELS[item.kind](**{"name": item.name, **item.lookup})
+        self.store_file(row, item.path)
         return action, row

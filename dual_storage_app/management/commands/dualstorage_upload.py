@@ -15,8 +15,8 @@ from dual_storage_app.management._common import (
     StorageCommand,
     artifact_data,
     check_json,
+    check_source,
     command_errors,
-    existing_file,
     size_text,
 )
 from dual_storage_app.models import ARTIFACT_MODELS, Artifact, ConfigSchema
@@ -51,7 +51,8 @@ class Command(StorageCommand):
     help = (
         "Upload PATH as a new artifact of KIND: the file streams to its store once, and "
         "its row records key, bucket, size, SHA-256 and ETag. Checkpoints need --job-id; "
-        "schemas need --framework (an existing framework's schema gets a new version)."
+        "schemas need --framework (an existing framework's schema gets a new version). "
+        "An empty file is refused, as the admin's upload form refuses it."
     )
 
     def add_arguments(self, parser: CommandParser) -> None:
@@ -70,7 +71,7 @@ class Command(StorageCommand):
         self, *args: Any, kind: ArtifactKind, path: Path, name: str | None, **options: Any
     ) -> None:
         fields = self._kind_fields(kind, options)
-        existing_file(path)
+        check_source(kind, path)  # the admin's rule: an empty file is refused
         if kind == "schemas":
             check_json(path)
         artifact, replaced = self._row(kind, fields)
