@@ -8,9 +8,10 @@ from pathlib import Path
 from typing import Any
 
 from django.conf import settings
-from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.core.management.base import CommandError, CommandParser
 
 from dual_storage_app.client import dual_storage
+from dual_storage_app.management._common import StorageCommand, create_buckets
 from dual_storage_app.testing.server import LocalS3Server, embedded_server_for
 
 
@@ -25,13 +26,15 @@ def embedded_server(data_dir: Path | None = None) -> LocalS3Server:
     )
 
 
-class Command(BaseCommand):
+class Command(StorageCommand):
     help = (
         "Run SeaweedFS on the internal store's loopback endpoint with its credentials, "
-        "create the configured buckets, and serve until interrupted."
+        "create the configured buckets, and serve until interrupted. With --json, one "
+        "JSON line when ready (endpoint, data dir, buckets) and one when stopped."
     )
 
     def add_arguments(self, parser: CommandParser) -> None:
+        super().add_arguments(parser)
         parser.add_argument(
             "--data-dir",
             type=Path,
@@ -48,19 +51,26 @@ class Command(BaseCommand):
             raise CommandError(str(exc)) from exc
         stop = threading.Event()
         signal.signal(signal.SIGTERM, lambda *_: stop.set())
+        where = {"endpoint": server.endpoint_url, "data_dir": str(server.data_dir)}
         try:
-            created = dual_storage.create_buckets()
-            self.stdout.write(
-                self.style.SUCCESS(
-                    f"S3 server on {server.endpoint_url} (data in {server.data_dir})"
-                )
+            buckets = create_buckets()
+            self.emit(
+                {"event": "ready", **where, "buckets": buckets},
+                [
+                    self.style.SUCCESS(
+                        f"S3 server on {server.endpoint_url} (data in {server.data_dir})"
+                    ),
+                    *(
+                        f"  bucket {b['bucket']}: {'created' if b['created'] else 'exists'}"
+                        for b in buckets
+                    ),
+                    "Press Ctrl-C to stop.",
+                ],
+                event=True,
             )
-            for bucket, was_created in created.items():
-                self.stdout.write(f"  bucket {bucket}: {'created' if was_created else 'exists'}")
-            self.stdout.write("Press Ctrl-C to stop.")
             stop.wait()
         except KeyboardInterrupt:
             pass
         finally:
             server.stop()
-            self.stdout.write("S3 server stopped.")
+            self.emit({"event": "stopped", **where}, ["S3 server stopped."], event=True)
