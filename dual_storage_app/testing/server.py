@@ -194,14 +194,37 @@ def _write_private(path: Path, text: str) -> None:
         handle.write(text)
 
 
+# What a bucket identity may do, in its buckets only.
+BUCKET_ACTIONS = ("Read", "Write", "List", "Tagging")
+
+
+@dataclass(frozen=True)
+class BucketIdentity:
+    """A second S3 identity limited to some buckets: it reads, writes, lists and tags
+    objects in them, and nothing else (no other bucket; no creating, deleting or
+    configuring buckets). The server creates its buckets with the admin identity."""
+
+    access_key: str
+    secret_key: str = field(repr=False)
+    buckets: tuple[str, ...] = ()
+
+    def actions(self) -> list[str]:
+        return [f"{action}:{bucket}" for bucket in self.buckets for action in BUCKET_ACTIONS]
+
+
 @dataclass
 class LocalS3Server:
-    """One SeaweedFS ``server -s3`` process group on loopback."""
+    """One SeaweedFS ``server -s3`` process group on loopback.
+
+    ``access_key``/``secret_key`` are its admin identity (every bucket, bucket creation
+    included); each of ``bucket_identities`` only works in its own buckets.
+    """
 
     data_dir: Path
     s3_port: int = 30900
     access_key: str = "minioadmin"
     secret_key: str = field(default="minioadmin", repr=False)
+    bucket_identities: tuple[BucketIdentity, ...] = ()
     master_port: int | None = None
     volume_port: int | None = None
     filer_port: int | None = None
@@ -226,7 +249,17 @@ class LocalS3Server:
                     "name": "dual-storage",
                     "credentials": [{"accessKey": self.access_key, "secretKey": self.secret_key}],
                     "actions": ["Admin", "Read", "Write", "List", "Tagging"],
-                }
+                },
+                *(
+                    {
+                        "name": f"dual-storage-buckets-{number}",
+                        "credentials": [
+                            {"accessKey": identity.access_key, "secretKey": identity.secret_key}
+                        ],
+                        "actions": identity.actions(),
+                    }
+                    for number, identity in enumerate(self.bucket_identities, 1)
+                ),
             ]
         }
         config_path = self.data_dir / "s3-identities.json"
@@ -282,18 +315,37 @@ class LocalS3Server:
             )
         try:
             self._wait_ready(timeout)
+            self._create_identity_buckets()
         except BaseException:
             self.stop()
             raise
         return self
 
+    def _create_identity_buckets(self) -> None:
+        """Create the bucket identities' buckets that are missing (they cannot)."""
+        client = self.client()
+        existing = {bucket["Name"] for bucket in client.list_buckets().get("Buckets", [])}
+        for identity in self.bucket_identities:
+            for bucket in identity.buckets:
+                if bucket not in existing:
+                    client.create_bucket(Bucket=bucket)
+                    existing.add(bucket)
+
+    def identity_client(self, identity: BucketIdentity) -> S3Client:
+        """A client like :meth:`client` that signs with ``identity``'s keys."""
+        return self._client(identity.access_key, identity.secret_key)
+
     def client(self) -> S3Client:
-        """A plain boto3 client for this server (path-style, one attempt, short timeouts)."""
+        """A plain boto3 client for this server (path-style, one attempt, short timeouts),
+        signing with the admin identity."""
+        return self._client(self.access_key, self.secret_key)
+
+    def _client(self, access_key: str, secret_key: str) -> S3Client:
         return boto3.session.Session().client(
             "s3",
             endpoint_url=self.endpoint_url,
-            aws_access_key_id=self.access_key,
-            aws_secret_access_key=self.secret_key,
+            aws_access_key_id=access_key,
+            aws_secret_access_key=secret_key,
             region_name="us-east-1",
             config=Config(
                 s3={"addressing_style": "path"},
@@ -394,18 +446,35 @@ class LocalS3Server:
         self.stop()
 
 
+def loopback_port(endpoint_url: str) -> int | None:
+    """The port of ``http://localhost:<port>`` or ``http://127.0.0.1:<port>``, else None."""
+    parts = urlsplit(endpoint_url)
+    if parts.hostname not in {"localhost", LOOPBACK} or parts.scheme != "http":
+        return None
+    return parts.port
+
+
 def embedded_server_for(
-    endpoint_url: str, access_key: str, secret_key: str, data_dir: Path
+    endpoint_url: str,
+    access_key: str,
+    secret_key: str,
+    data_dir: Path,
+    bucket_identities: tuple[BucketIdentity, ...] = (),
 ) -> LocalS3Server:
     """The embedded server that would serve ``endpoint_url`` (which must be
-    ``http://localhost:<port>`` or ``http://127.0.0.1:<port>``) with these credentials."""
-    parts = urlsplit(endpoint_url)
-    if parts.hostname not in {"localhost", LOOPBACK} or parts.scheme != "http" or not parts.port:
+    ``http://localhost:<port>`` or ``http://127.0.0.1:<port>``) with these credentials
+    as its admin identity, plus ``bucket_identities``."""
+    port = loopback_port(endpoint_url)
+    if port is None:
         raise ValueError(
             f"The embedded S3 server only serves http://localhost:<port>, not {endpoint_url!r}."
         )
     return LocalS3Server(
-        data_dir=data_dir, s3_port=parts.port, access_key=access_key, secret_key=secret_key
+        data_dir=data_dir,
+        s3_port=port,
+        access_key=access_key,
+        secret_key=secret_key,
+        bucket_identities=bucket_identities,
     )
 
 

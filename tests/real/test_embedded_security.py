@@ -22,13 +22,21 @@ import ssl
 import subprocess
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from botocore.exceptions import ClientError
 
-from dual_storage_app.testing.server import GRPC_OFFSET, LOOPBACK, LocalS3Server, find_weed
+from dual_storage_app.testing.server import (
+    GRPC_OFFSET,
+    LOOPBACK,
+    BucketIdentity,
+    LocalS3Server,
+    find_weed,
+    free_port_pair,
+)
 
 pytestmark = pytest.mark.real_s3
 
@@ -313,3 +321,74 @@ def test_keys_change_on_every_start(tmp_path: Path) -> None:
     server._command()
     assert security_key(server, "jwt.signing.read") != key
     assert (tmp_path / "tls" / "node.crt").read_bytes() != certificate
+
+
+# -- a least-privilege identity for the external store ---------------------------------
+
+DATASETS_ACCESS, DATASETS_SECRET = "datasets-access", "datasets-secret-Hq3vB8"
+
+
+@pytest.fixture(scope="module")
+def two_identities(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalS3Server]:
+    """A server whose admin identity has a bucket of its own, and a bucket identity
+    limited to ``datasets``."""
+    identity = BucketIdentity(DATASETS_ACCESS, DATASETS_SECRET, ("datasets",))
+    server = LocalS3Server(
+        data_dir=tmp_path_factory.mktemp("two-identities"),
+        s3_port=free_port_pair(),
+        access_key="admin-access",
+        secret_key="admin-secret-Rt5nW2",
+        bucket_identities=(identity,),
+    )
+    with server:
+        admin = server.client()
+        admin.create_bucket(Bucket="weights")
+        admin.put_object(Bucket="weights", Key="private.bin", Body=SECRET_BYTES)
+        yield server
+
+
+def error_code(call: Callable[[], object]) -> str:
+    with pytest.raises(ClientError) as caught:
+        call()
+    return str(caught.value.response["Error"]["Code"])
+
+
+def test_the_bucket_identity_works_in_its_bucket(two_identities: LocalS3Server) -> None:
+    (identity,) = two_identities.bucket_identities
+    assert identity == BucketIdentity(DATASETS_ACCESS, DATASETS_SECRET, ("datasets",))
+    client = two_identities.identity_client(identity)
+    client.head_bucket(Bucket="datasets")  # created by the server, with the admin identity
+    client.put_object(Bucket="datasets", Key="d/one.zip", Body=b"zip")
+    assert client.get_object(Bucket="datasets", Key="d/one.zip")["Body"].read() == b"zip"
+    listed = client.list_objects_v2(Bucket="datasets")["Contents"]
+    assert [entry["Key"] for entry in listed] == ["d/one.zip"]
+    client.put_object_tagging(
+        Bucket="datasets", Key="d/one.zip", Tagging={"TagSet": [{"Key": "k", "Value": "v"}]}
+    )
+    client.delete_object(Bucket="datasets", Key="d/one.zip")
+
+
+def test_the_bucket_identity_is_refused_everywhere_else(two_identities: LocalS3Server) -> None:
+    (identity,) = two_identities.bucket_identities
+    client = two_identities.identity_client(identity)
+    refusals = {
+        "get": lambda: client.get_object(Bucket="weights", Key="private.bin"),
+        "put": lambda: client.put_object(Bucket="weights", Key="evil", Body=EVIL),
+        "delete": lambda: client.delete_object(Bucket="weights", Key="private.bin"),
+        "list": lambda: client.list_objects_v2(Bucket="weights"),
+        "create bucket": lambda: client.create_bucket(Bucket="datasets-2"),
+        "delete its bucket": lambda: client.delete_bucket(Bucket="datasets"),
+    }
+    codes = {name: error_code(call) for name, call in refusals.items()}
+    assert codes == dict.fromkeys(refusals, "AccessDenied")
+    got = two_identities.client().get_object(Bucket="weights", Key="private.bin")
+    assert got["Body"].read() == SECRET_BYTES
+
+
+def test_buckets_survive_a_restart_with_the_identity(two_identities: LocalS3Server) -> None:
+    """The server creates the identity's bucket only when it is missing."""
+    two_identities.client().put_object(Bucket="datasets", Key="kept", Body=b"kept")
+    two_identities.stop()
+    two_identities.start()
+    got = two_identities.client().get_object(Bucket="datasets", Key="kept")
+    assert got["Body"].read() == b"kept"

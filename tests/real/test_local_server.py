@@ -12,10 +12,12 @@ import socket
 from pathlib import Path
 
 import pytest
+from pytest_django import Settings as SettingsWrapper
 
 from dual_storage_app.client import DualStorageClient
 from dual_storage_app.testing.server import (
     LOOPBACK,
+    BucketIdentity,
     LocalS3Server,
     embedded_server_for,
     free_port_pair,
@@ -115,3 +117,49 @@ def test_raw_put_with_wrong_key_is_refused(s3_servers: dict[str, LocalS3Server])
     raw = impostor.client()
     with pytest.raises(Exception, match=r"SignatureDoesNotMatch|InvalidAccessKeyId"):
         raw.put_object(Bucket="model-weights", Key="x", Body=io.BytesIO(b"x"))
+
+
+def embedded_settings(**extra: str) -> dict[str, str]:
+    values = {
+        "INTERNAL_STORAGE_ENDPOINT": "http://localhost:30911",
+        "INTERNAL_STORAGE_ACCESS_KEY": "internal-admin",
+        "INTERNAL_STORAGE_SECRET_KEY": "internal-secret-Jd6sK1",
+        "EXTERNAL_STORAGE_ENDPOINT": "http://127.0.0.1:30911",
+        "EXTERNAL_STORAGE_ACCESS_KEY": "external-datasets",
+        "EXTERNAL_STORAGE_SECRET_KEY": "external-secret-Vb2mQ9",
+    }
+    values.update(extra)
+    return values
+
+
+def test_embedded_server_gives_the_external_store_its_own_identity(
+    settings: SettingsWrapper, tmp_path: Path
+) -> None:
+    from dual_storage_app.management.commands.dualstorage_localserver import embedded_server
+
+    settings.DUAL_STORAGE = embedded_settings(EXTERNAL_BUCKET_DATASETS="shared-sets")
+    server = embedded_server(tmp_path)
+    assert (server.s3_port, server.access_key) == (30911, "internal-admin")
+    assert server.secret_key == "internal-secret-Jd6sK1"
+    assert server.bucket_identities == (
+        BucketIdentity("external-datasets", "external-secret-Vb2mQ9", ("shared-sets",)),
+    )
+
+
+@pytest.mark.parametrize(
+    "extra",
+    [
+        # The same keys for both stores: one identity (the admin), as configured.
+        {"EXTERNAL_STORAGE_ACCESS_KEY": "internal-admin"},
+        # The external store is another server: nothing of it belongs here.
+        {"EXTERNAL_STORAGE_ENDPOINT": "http://localhost:30912"},
+        {"EXTERNAL_STORAGE_ENDPOINT": "https://s3.example.org"},
+    ],
+)
+def test_embedded_server_adds_no_identity_it_does_not_serve(
+    settings: SettingsWrapper, tmp_path: Path, extra: dict[str, str]
+) -> None:
+    from dual_storage_app.management.commands.dualstorage_localserver import embedded_server
+
+    settings.DUAL_STORAGE = embedded_settings(**extra)
+    assert embedded_server(tmp_path).bucket_identities == ()

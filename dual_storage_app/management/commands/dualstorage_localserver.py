@@ -12,17 +12,39 @@ from django.core.management.base import CommandError, CommandParser
 
 from dual_storage_app.client import dual_storage
 from dual_storage_app.management._common import StorageCommand, create_buckets
-from dual_storage_app.testing.server import LocalS3Server, embedded_server_for
+from dual_storage_app.testing.server import (
+    BucketIdentity,
+    LocalS3Server,
+    embedded_server_for,
+    loopback_port,
+)
 
 
 def embedded_server(data_dir: Path | None = None) -> LocalS3Server:
-    """The embedded server for the configured internal endpoint and credentials, keeping
-    its data in ``data_dir`` (default: ``settings.DUAL_STORAGE_LOCAL_DATA_DIR`` or
-    ``./var/seaweedfs``)."""
-    config = dual_storage.config.internal
+    """The embedded server for the configured internal endpoint, keeping its data in
+    ``data_dir`` (default: ``settings.DUAL_STORAGE_LOCAL_DATA_DIR`` or
+    ``./var/seaweedfs``).
+
+    The internal credentials are its admin identity. When the external store is served
+    by the same server with other keys, those keys get a second identity that may only
+    read, write, list and tag objects in the external store's buckets (which the server
+    creates), so the credential in a presigned link opens nothing else.
+    """
+    config = dual_storage.config
+    internal, external = config.internal, config.external
     default = getattr(settings, "DUAL_STORAGE_LOCAL_DATA_DIR", Path.cwd() / "var" / "seaweedfs")
+    identities: tuple[BucketIdentity, ...] = ()
+    port = loopback_port(internal.endpoint_url)
+    same_server = port is not None and loopback_port(external.endpoint_url) == port
+    if same_server and external.access_key != internal.access_key:
+        buckets = tuple(sorted(set(external.buckets.values())))
+        identities = (BucketIdentity(external.access_key, external.secret_key, buckets),)
     return embedded_server_for(
-        config.endpoint_url, config.access_key, config.secret_key, Path(data_dir or default)
+        internal.endpoint_url,
+        internal.access_key,
+        internal.secret_key,
+        Path(data_dir or default),
+        identities,
     )
 
 
