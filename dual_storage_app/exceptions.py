@@ -127,3 +127,8 @@ def safe_reason(
     if isinstance(exc, IntegrityError):
         return f"the object at {where} no longer holds the bytes its row recorded"
     return f"{type(exc).__name__} for {where}"
+
+
+class ObjectExists(DualStorageError, FileExistsError):
+    """A write that must not replace an object (``If-None-Match: *``) found the key taken:
+    another save claimed the name first. Nothing of this write was stored."""

@@ -15,6 +15,7 @@ endpoint.
 
 from __future__ import annotations
 
+import posixpath
 import tempfile
 from datetime import datetime
 from typing import Any, ClassVar
@@ -27,7 +28,7 @@ from storages.backends.s3 import S3Storage
 
 from .client import dual_storage
 from .config.sources import resolve
-from .exceptions import ConfigurationError, NoPublicURL, ObjectNotFound
+from .exceptions import ConfigurationError, NoPublicURL, ObjectExists, ObjectNotFound
 from .keys import validate_key
 from .kinds import REGISTRY, ArtifactKind, StoreName, kinds_on
 from .store import Store
@@ -47,6 +48,9 @@ _REFUSED_OPTIONS = frozenset(
         "location",
     }
 )
+
+# Saves of one name racing each other: each lost race costs one attempt.
+_SAVE_ATTEMPTS = 10
 
 
 class _DualStorage(S3Storage):  # type: ignore[misc]
@@ -89,14 +93,30 @@ class _DualStorage(S3Storage):  # type: ignore[misc]
         store, bucket = self._location()
         name = name if name is not None else getattr(content, "name", "")
         validate_key(str(name), store=store.name, bucket=bucket)
-        return super().save(name, content, max_length)  # type: ignore[no-any-return]
+        # Without file_overwrite the write is conditional: a save that loses the race for
+        # a free name to a concurrent save is told so (ObjectExists, nothing written) and
+        # tries an alternative name, the one Django gives a name that exists. (SeaweedFS
+        # also refuses a name that is only a prefix of other keys, "a" beside "a/b",
+        # which HEAD reports free: an alternative name is the way out there too.)
+        candidate = str(name)
+        for attempt in range(_SAVE_ATTEMPTS):
+            try:
+                return super().save(candidate, content, max_length)  # type: ignore[no-any-return]
+            except ObjectExists:
+                if attempt == _SAVE_ATTEMPTS - 1:
+                    raise
+                directory, file_name = posixpath.split(str(name))
+                root, extension = posixpath.splitext(file_name)
+                alternative = self.get_alternative_name(root, extension)
+                candidate = posixpath.join(directory, alternative)
+        raise AssertionError("unreachable")  # pragma: no cover
 
     def _save(self, name: str, content: File[Any]) -> str:
         store, bucket = self._location()
         if content.seekable():
             content.seek(0)
         # The type comes from the name, as for the models, never from the browser's claim.
-        return store.upload(bucket, str(name), content).key
+        return store.upload(bucket, str(name), content, if_absent=not self.file_overwrite).key
 
     def _open(self, name: str, mode: str = "rb") -> File[Any]:
         """Read-only: the object is downloaded (parallel ranged GETs, SHA-256 verified

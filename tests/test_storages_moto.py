@@ -11,7 +11,13 @@ from django.core.files.base import ContentFile
 from pytest_django import Settings as SettingsWrapper
 
 from dual_storage_app.client import DualStorageClient
-from dual_storage_app.exceptions import DualStorageError, InvalidArgument, InvalidKey, NoPublicURL
+from dual_storage_app.exceptions import (
+    ConfigurationError,
+    DualStorageError,
+    InvalidArgument,
+    InvalidKey,
+    NoPublicURL,
+)
 from dual_storage_app.storages import (
     ExternalStorage,
     InternalStorage,
@@ -60,9 +66,9 @@ def test_external_storage_url_refuses_bad_expiry(moto_configured: DualStorageCli
 
 def test_storage_bound_to_the_wrong_store_is_refused(settings: SettingsWrapper) -> None:
     settings.DUAL_STORAGE = MOTO_SETTINGS
-    with pytest.raises(DualStorageError, match="not 'datasets'"):
+    with pytest.raises(ConfigurationError, match="not 'datasets'"):
         InternalStorage(kind="datasets")
-    with pytest.raises(DualStorageError, match="not 'weights'"):
+    with pytest.raises(ConfigurationError, match="not 'weights'"):
         ExternalStorage(kind="weights")
 
 

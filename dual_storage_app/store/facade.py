@@ -11,15 +11,16 @@ per store is shared by all threads; it is created lazily, under a lock (:mod:`.c
 from __future__ import annotations
 
 import builtins
+import contextlib
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO
 
 from botocore.exceptions import ClientError
 
 from ..config.stores import StoreConfig
-from ..exceptions import InvalidArgument, NoPublicURL, ObjectNotFound
+from ..exceptions import DualStorageError, InvalidArgument, NoPublicURL, ObjectNotFound
 from ..keys import validate_key, validate_prefix
 from .clients import make_client
 from .disposition import link_parameters
@@ -32,7 +33,15 @@ from .objects import MultipartUpload, ObjectInfo, TransferResult
 from .presign import Presigner
 from .streaming import ObjectStream
 from .transfer import guess_content_type, validate_expiry
-from .upload import regular_file_of, upload_local_file, upload_stream
+from .upload import (
+    fits_one_put,
+    put_if_absent,
+    regular_file_of,
+    reserve,
+    source_size,
+    upload_local_file,
+    upload_stream,
+)
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
@@ -105,6 +114,8 @@ class Store:
         source: Readable,
         *,
         content_type: str | None = None,
+        if_absent: bool = False,
+        extra_args: Mapping[str, Any] | None = None,
     ) -> TransferResult:
         """Stream ``source`` to ``bucket/key``, hashing it on the way.
 
@@ -114,39 +125,89 @@ class Store:
         hashed as it passes. A failed multipart upload is aborted by s3transfer, so no
         partial object is ever published under ``key``. The requests are the upload's
         own plus one that records the SHA-256 tag: no HEAD before or after.
+
+        With ``if_absent`` an existing object is never replaced: the write is conditional
+        (``If-None-Match: *``) and a taken key raises ``ObjectExists`` with nothing
+        written; see :mod:`.upload` for how large sources stay atomic. ``extra_args`` are
+        further PutObject/CreateMultipartUpload arguments (``CacheControl``,
+        ``ContentDisposition``, ``ContentEncoding``, ``Metadata``, SSE...), as
+        s3transfer's ``ExtraArgs``; ``content_type`` (else the key's type) wins over a
+        ``ContentType`` among them.
         """
         key = validate_key(key, store=self.name, bucket=bucket)
-        return self._upload(bucket, key, source, content_type)
+        return self._upload(bucket, key, source, content_type, if_absent, extra_args)
 
     def upload_file(
-        self, bucket: str, key: str, path: Path, *, content_type: str | None = None
+        self,
+        bucket: str,
+        key: str,
+        path: Path,
+        *,
+        content_type: str | None = None,
+        if_absent: bool = False,
+        extra_args: Mapping[str, Any] | None = None,
     ) -> TransferResult:
-        """Upload a local file (the key is validated before the file is opened)."""
+        """Upload a local file (the key is validated before the file is opened); the
+        keywords are :meth:`upload`'s."""
         key = validate_key(key, store=self.name, bucket=bucket)
         with Path(path).open("rb") as source:
-            return self._upload(bucket, key, source, content_type)
+            return self._upload(bucket, key, source, content_type, if_absent, extra_args)
 
     def _upload(
-        self, bucket: str, key: str, source: Readable, content_type: str | None
+        self,
+        bucket: str,
+        key: str,
+        source: Readable,
+        content_type: str | None,
+        if_absent: bool,
+        extra_args: Mapping[str, Any] | None,
     ) -> TransferResult:
         content_type = content_type or guess_content_type(key)
-        extra = {"ContentType": content_type}
-        client, local = self.client, regular_file_of(source)
-        with self._etags().waiting_for(bucket, key) as etag:
-            if local is not None:
-                size, sha256 = upload_local_file(client, self.config, bucket, key, local, extra)
+        extra = {**(extra_args or {}), "ContentType": content_type}
+        client = self.client
+        if not if_absent:
+            size, sha256, etag = self._send(bucket, key, source, extra)
+            record_sha256(client, self.config, bucket, key, sha256)
+        else:
+            one_put = fits_one_put(source, source_size(source))
+            if one_put:  # ObjectExists before anything is stored
+                size, sha256, etag = put_if_absent(client, self.config, bucket, key, source, extra)
             else:
-                size, sha256 = upload_stream(client, self.config, bucket, key, source, extra)
-        record_sha256(client, self.config, bucket, key, sha256)
+                reserve(client, self.config, bucket, key)
+            try:
+                if not one_put:
+                    size, sha256, etag = self._send(bucket, key, source, extra)
+                record_sha256(client, self.config, bucket, key, sha256)
+            except BaseException:
+                # The key is ours (claimed above): a failed save leaves nothing under it.
+                with (
+                    contextlib.suppress(DualStorageError),
+                    translated(self.config, "delete", bucket, key),
+                ):
+                    client.delete_object(Bucket=bucket, Key=key)
+                raise
         return TransferResult(
             self.name,
             bucket,
             key,
             size,
             sha256,
-            etag[0] if etag[0] is not None else self._head(bucket, key).etag,
+            etag if etag is not None else self._head(bucket, key).etag,
             content_type,
         )
+
+    def _send(
+        self, bucket: str, key: str, source: Readable, extra: Mapping[str, Any]
+    ) -> tuple[int, str, str | None]:
+        """``(size, sha256, etag)`` of an unconditional upload (etag ``None`` when the
+        response could not be told apart from another upload of the key)."""
+        client, local = self.client, regular_file_of(source)
+        with self._etags().waiting_for(bucket, key) as etag:
+            if local is not None:
+                size, sha256 = upload_local_file(client, self.config, bucket, key, local, extra)
+            else:
+                size, sha256 = upload_stream(client, self.config, bucket, key, source, extra)
+        return size, sha256, etag[0]
 
     # -- downloads and reads ---------------------------------------------------
 

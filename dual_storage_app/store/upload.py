@@ -3,21 +3,39 @@
 Both return ``(size, sha256)`` of exactly the bytes sent. A failed multipart upload is
 aborted by s3transfer, so no partial object is ever published under the key. Keys
 reaching this module are already validated (by :class:`~.facade.Store`).
+
+Writes that must never replace an object (``if_absent``, the storages' saves of a name
+that is not to be overwritten) are conditional, ``If-None-Match: *``, and a taken key is
+:class:`~..exceptions.ObjectExists`:
+
+* a small seekable source (under the multipart threshold) goes up as one conditional
+  PutObject (:func:`put_if_absent`);
+* anything else first claims the key with a conditional empty PutObject (:func:`reserve`)
+  and then uploads over its own placeholder. ``If-None-Match`` on
+  CompleteMultipartUpload is not enough: SeaweedFS checks it but not atomically (two
+  racing completions both succeed, one overwriting the other), while its conditional
+  PutObject is atomic. A lost race therefore never starts a multipart upload, and a
+  stream is refused before any of it is read (so it can be retried). A failed upload
+  deletes its placeholder.
 """
 
 from __future__ import annotations
 
 import os
 import stat
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from botocore.exceptions import ClientError
+
 from ..config.stores import StoreConfig
-from ..exceptions import IntegrityError
+from ..exceptions import IntegrityError, ObjectExists
 from .errors import describe, translated
 from .hashing import HashingReader, PrefixHasher, Readable
-from .transfer import progress_callback, transfer_config
+from .transfer import PART_SIZE, progress_callback, transfer_config
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
@@ -100,7 +118,7 @@ def upload_stream(
     bucket: str,
     key: str,
     source: Readable,
-    extra: dict[str, str],
+    extra: Mapping[str, Any],
 ) -> tuple[int, str]:
     """Read ``source`` once, in order, hashing it as it passes (parts are buffered)."""
     size = source_size(source)
@@ -110,7 +128,7 @@ def upload_stream(
             reader,  # type: ignore[arg-type]
             bucket,
             key,
-            ExtraArgs=extra,
+            ExtraArgs=dict(extra),
             Config=transfer_config(size),
             Callback=progress_callback(),
         )
@@ -123,7 +141,7 @@ def upload_local_file(
     bucket: str,
     key: str,
     local: LocalFile,
-    extra: dict[str, str],
+    extra: Mapping[str, Any],
 ) -> tuple[int, str]:
     """s3transfer reads the file's parts in parallel by path while a thread hashes it
     in order; a file that changes during the upload is refused and the object deleted."""
@@ -135,7 +153,7 @@ def upload_local_file(
                 local.path,
                 bucket,
                 key,
-                ExtraArgs=extra,
+                ExtraArgs=dict(extra),
                 Config=transfer_config(local.size),
                 Callback=progress_callback(),
             )
@@ -158,3 +176,75 @@ def upload_local_file(
             key=key,
         )
     return local.size, sha256
+
+
+# -- conditional writes ------------------------------------------------------------------
+
+# 412 is the condition failing (the key is taken); 409 ConditionalRequestConflict is AWS
+# S3 seeing another conditional write to the key in flight. Either way the key is not ours.
+_CONFLICT_CODES = frozenset({"PreconditionFailed", "ConditionalRequestConflict"})
+#: User metadata on a name's placeholder, so a reservation left by a killed process can
+#: be told from an object (it is empty and carries this).
+RESERVATION_METADATA = {"dual-storage-reservation": "1"}
+
+
+@contextmanager
+def _refused_if_taken(config: StoreConfig, bucket: str, key: str) -> Iterator[None]:
+    """Turn the store's answer to a failed ``If-None-Match: *`` into ``ObjectExists``
+    (errors.py would read a 412 as a changed object during a read)."""
+    try:
+        yield
+    except ClientError as exc:
+        code = str(exc.response.get("Error", {}).get("Code", ""))
+        status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+        if code not in _CONFLICT_CODES and status != 412:
+            raise
+        raise ObjectExists(
+            f"Cannot upload: the {describe(config, bucket, key)} is already taken "
+            f"({code or status}); nothing was written.",
+            store=config.name,
+            bucket=bucket,
+            key=key,
+            code=code or None,
+            status=status,
+        ) from exc
+
+
+def fits_one_put(source: object, size: int | None) -> bool:
+    """True when ``source`` can go up as one conditional PutObject: its size is known and
+    under the multipart threshold, and it can be rewound for a retry under another name."""
+    seekable = getattr(source, "seekable", None)
+    try:
+        rewindable = bool(seekable()) if callable(seekable) else False
+    except (OSError, ValueError, AttributeError):
+        rewindable = False
+    return rewindable and size is not None and size < PART_SIZE
+
+
+def put_if_absent(
+    client: S3Client,
+    config: StoreConfig,
+    bucket: str,
+    key: str,
+    source: Readable,
+    extra: Mapping[str, Any],
+) -> tuple[int, str, str]:
+    """``(size, sha256, etag)`` of ``source`` (under the multipart threshold) written as one
+    PutObject only if ``key`` is free; ``ObjectExists`` if it is taken."""
+    reader = HashingReader(source)
+    body = reader.read()
+    with translated(config, "upload", bucket, key), _refused_if_taken(config, bucket, key):
+        response = client.put_object(Bucket=bucket, Key=key, Body=body, IfNoneMatch="*", **extra)
+    callback = progress_callback()
+    if callback is not None:
+        callback(len(body))
+    return reader.size, reader.sha256, str(response.get("ETag", "")).strip('"')
+
+
+def reserve(client: S3Client, config: StoreConfig, bucket: str, key: str) -> None:
+    """Claim ``key`` with an empty placeholder written only if no object has it
+    (``ObjectExists`` if one does); the upload that follows replaces the placeholder."""
+    with translated(config, "upload", bucket, key), _refused_if_taken(config, bucket, key):
+        client.put_object(
+            Bucket=bucket, Key=key, Body=b"", IfNoneMatch="*", Metadata=RESERVATION_METADATA
+        )
