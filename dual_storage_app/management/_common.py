@@ -33,10 +33,10 @@ from ._progress import transfer_progress
 # Kind-specific model fields, shown in output when the row has them.
 _EXTRA_FIELDS = ("framework", "job_id", "epoch", "metrics", "description")
 
-# The app's errors a command turns into a CommandError. Two trees: a misconfiguration is
-# not a storage failure (ConfigurationError is Django's ImproperlyConfigured), so both are
-# named; a model's ValidationError is the third way a row is refused.
-APP_ERRORS: tuple[type[Exception], ...] = (DualStorageError, ConfigurationError, ValidationError)
+# The app's errors, which a command turns into a CommandError. Two trees: a
+# misconfiguration is not a storage failure (ConfigurationError is Django's
+# ImproperlyConfigured, no DualStorageError), so both are named.
+APP_ERRORS: tuple[type[Exception], ...] = (DualStorageError, ConfigurationError)
 
 # The context an error of the app carries, as ``--json`` reports it (None when absent).
 _ERROR_CONTEXT = ("store", "bucket", "key", "code", "status")
@@ -148,8 +148,6 @@ def without_secrets(message: str) -> str:
 def as_command_error(exc: Exception) -> CommandError:
     """``exc``, one of :data:`APP_ERRORS`, as a ``CommandError`` with its message (the
     caller raises it ``from exc``, which :func:`error_report` reads)."""
-    if isinstance(exc, ValidationError):
-        return CommandError(" ".join(exc.messages))
     return CommandError(without_secrets(str(exc)))  # names store, bucket and key
 
 
