@@ -48,15 +48,16 @@ def delete_on_rollback(store: Store, bucket: str, key: str, *, using: str) -> No
 
 def delete_on_commit(store: Store, bucket: str, key: str, *, using: str) -> None:
     """Delete ``bucket/key`` once the current transaction commits (now, in autocommit)."""
-    transaction.on_commit(lambda: _delete_quietly(store, bucket, key), using=using, robust=True)
+    transaction.on_commit(lambda: delete_quietly(store, bucket, key), using=using, robust=True)
 
 
 def _delete_unless_committed(state: dict[str, bool], store: Store, bucket: str, key: str) -> None:
     if not state["committed"]:
-        _delete_quietly(store, bucket, key)
+        delete_quietly(store, bucket, key)
 
 
-def _delete_quietly(store: Store, bucket: str, key: str) -> None:
+def delete_quietly(store: Store, bucket: str, key: str) -> None:
+    """Delete ``bucket/key`` now, logging (not raising) a failure."""
     try:
         store.delete(bucket, key)
     except DualStorageError as exc:

@@ -24,7 +24,7 @@ from django.db.models.signals import post_delete
 from django.dispatch import receiver
 from django.utils.text import get_valid_filename
 
-from ._consistency import delete_on_commit, delete_on_rollback
+from ._consistency import delete_on_commit, delete_on_rollback, delete_quietly
 from .client import MAX_SCHEMA_BYTES, dual_storage, schema_key, schema_problem
 from .exceptions import (
     ConfigurationError,
@@ -140,11 +140,38 @@ class Artifact(models.Model):
         return self.name or self.key
 
     def save(self, *args: Any, **kwargs: Any) -> None:
+        """Save the row; a new file is streamed to its store first, with no transaction
+        of ours open while bytes move, then the row is written in a short one.
+
+        Whatever fails after the first byte is sent (the upload, the INSERT/UPDATE, the
+        commit), the object is deleted; called inside the caller's own transaction, the
+        object also goes if that transaction rolls back. A replaced file is deleted
+        after the commit.
+        """
         using = kwargs.get("using") or router.db_for_write(type(self), instance=self)
-        with transaction.atomic(using=using):
-            if _is_pending(self.file):
-                self._upload_file(using)
+        if not _is_pending(self.file):
             super().save(*args, **kwargs)
+            return
+        store, bucket = dual_storage.locate(self.kind)
+        previous = self._stored_key(using)
+        name = self.file.name
+        key = self.file.field.generate_filename(self, name or "file")
+        # Only inside a caller's transaction: its rollback takes the object with it.
+        delete_on_rollback(store, bucket, key, using=using)
+        try:
+            self._upload_file(store, bucket, key)
+            with transaction.atomic(using=using):
+                super().save(*args, **kwargs)
+                if previous and previous != key:
+                    delete_on_commit(store, bucket, previous, using=using)
+        except BaseException:
+            # Deleting a key that was never written is harmless. The file is pending
+            # again, so a retried save uploads it again instead of recording a row
+            # that points at the deleted object.
+            delete_quietly(store, bucket, key)
+            self.file.name = name
+            self.file._committed = False  # type: ignore[attr-defined]
+            raise
 
     @property
     def key(self) -> str:
@@ -165,26 +192,17 @@ class Artifact(models.Model):
         (names key, bucket and store, never the endpoint)."""
         return safe_reason(exc, key=self.key, bucket=self.bucket, store=self.store_name)
 
-    def _upload_file(self, using: str) -> None:
-        """Stream the pending file to the store and record what was measured."""
-        store, bucket = dual_storage.locate(self.kind)
-        previous = self._stored_key(using)
+    def _upload_file(self, store: Store, bucket: str, key: str) -> None:
+        """Stream the pending file to ``bucket/key`` and record what was measured."""
         pending = self.file.file
         if pending.seekable():
             pending.seek(0)
-        key = self.file.field.generate_filename(self, self.file.name or "file")
-        # Registered before the upload: whatever fails after the first byte is sent (the
-        # upload's requests, the SHA-256 tag, the row's INSERT), the object goes with the
-        # rollback. Deleting a key that was never written is harmless.
-        delete_on_rollback(store, bucket, key, using=using)
         # The type comes from the key, never from the browser's claim in an upload.
         result = store.upload(bucket, key, pending, content_type=guess_content_type(key))
         self.file.name = key
         self.file._committed = True  # type: ignore[attr-defined]
         self.bucket, self.size, self.sha256 = bucket, result.size, result.sha256
         self.etag, self.content_type = result.etag, result.content_type or ""
-        if previous and previous != key:
-            delete_on_commit(store, bucket, previous, using=using)
 
     def _stored_key(self, using: str) -> str | None:
         if self.pk is None:

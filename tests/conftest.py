@@ -22,9 +22,31 @@ from dual_storage_app.store.schema_cache import schema_cache
 from dual_storage_app.store.transfer import PART_SIZE
 from dual_storage_app.testing.pair import S3Servers
 from dual_storage_app.testing.server import LocalS3Server
+from tests.database import describe
 from tests.helpers import MOTO_SETTINGS, FakeClock, close_clients, real_settings
 
 pytest_plugins = ["dual_storage_app.testing.plugin", "pytester"]
+
+
+def pytest_report_header(config: pytest.Config) -> str:
+    """Which database the run uses (tests/settings.py: SQLite, or the PostgreSQL server
+    DUAL_STORAGE_TEST_DATABASE_URL names)."""
+    from django.conf import settings
+
+    return f"database: {describe(settings.DATABASES['default'])}"
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Deselect (not skip) the PostgreSQL-only tests on SQLite: the PostgreSQL pass of
+    ``make test`` runs them."""
+    from django.conf import settings
+
+    if settings.DATABASES["default"]["ENGINE"].endswith("postgresql"):
+        return
+    postgres_only = [item for item in items if item.get_closest_marker("postgres")]
+    if postgres_only:
+        config.hook.pytest_deselected(items=postgres_only)
+        items[:] = [item for item in items if not item.get_closest_marker("postgres")]
 
 
 # Variables a developer's shell may export; tests must not depend on them.

@@ -1,5 +1,9 @@
 """Django settings for the test suite (stores are configured per test by fixtures)."""
 
+import os
+
+from tests.database import database_from_url
+
 SECRET_KEY = "tests-only-not-secret"
 DEBUG = True
 INSTALLED_APPS = [
@@ -31,7 +35,9 @@ TEMPLATES = [
         },
     }
 ]
-DATABASES = {"default": {"ENGINE": "django.db.backends.sqlite3", "NAME": ":memory:"}}
+# SQLite in memory by default; PostgreSQL when DUAL_STORAGE_TEST_DATABASE_URL names one
+# (``postgres://user:password@127.0.0.1:5432/name``; see scripts/pytest_on_postgres.py).
+DATABASES = {"default": database_from_url(os.environ.get("DUAL_STORAGE_TEST_DATABASE_URL"))}
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 USE_TZ = True
 STATIC_URL = "/static/"
