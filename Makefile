@@ -24,10 +24,13 @@ lint: $(STAMP)
 	$(VENV)/bin/ruff format --check .
 
 typecheck: $(STAMP)
-	$(VENV)/bin/mypy dual_storage_app example_project tests bench
+	$(VENV)/bin/mypy dual_storage_app example_project tests bench scripts
 
+# The whole suite on SQLite, then its database tests on PostgreSQL when a server is
+# available (scripts/pytest_on_postgres.py says which database each pass ran on).
 pytest: $(STAMP)
 	$(VENV)/bin/pytest --cov --cov-report=term:skip-covered $(PYTEST_ARGS)
+	$(PY) scripts/pytest_on_postgres.py $(PYTEST_ARGS)
 
 test: lint typecheck pytest
 
