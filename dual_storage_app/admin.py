@@ -82,6 +82,20 @@ class ArtifactAdmin(_ModelAdmin):
     def key(self, obj: Artifact) -> str:
         return obj.key
 
+    def changelist_view(
+        self, request: HttpRequest, extra_context: dict[str, Any] | None = None
+    ) -> HttpResponse:
+        """A search or filter holding a NUL character (which PostgreSQL cannot compare
+        with text: a 500 there) goes back to the plain list with an error message."""
+        if any("\x00" in part for key, values in request.GET.lists() for part in (key, *values)):
+            self.message_user(
+                request,
+                "Search terms and filters cannot contain a NUL character; they were cleared.",
+                messages.ERROR,
+            )
+            return HttpResponseRedirect(request.path)
+        return super().changelist_view(request, extra_context)
+
     def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> Any:
         """Metadata on the change form; the add form only asks for the file and names."""
         if obj is None:
