@@ -153,3 +153,14 @@ def test_seed_refuses_a_checkpoint_outside_a_job_folder(
     with pytest.raises(CommandError, match=r"not in a job's folder.*checkpoints/<job id>/epoch"):
         run("dualstorage_seed", str(folder))
     assert nothing_stored()
+
+
+def test_seed_refuses_a_job_folder_the_model_would_refuse_before_uploading(
+    real_storage: DualStorageClient, tmp_path: Path
+) -> None:
+    folder = make_seed_folder(tmp_path / "seed")
+    (folder / "checkpoints" / "job\u200b7").mkdir(parents=True)  # a zero-width space
+    (folder / "checkpoints" / "job\u200b7" / "epoch_1.pth").write_bytes(b"hidden job")
+    with pytest.raises(CommandError, match="Invalid job_id"):
+        run("dualstorage_seed", str(folder))
+    assert nothing_stored()

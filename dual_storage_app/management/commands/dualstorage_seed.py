@@ -10,6 +10,7 @@ from typing import Any
 from django.core.management.base import CommandError, CommandParser
 
 from dual_storage_app.client import schema_key
+from dual_storage_app.keys import validate_segment
 from dual_storage_app.kinds import KINDS, ArtifactKind
 from dual_storage_app.management._common import (
     StorageCommand,
@@ -26,7 +27,8 @@ ACTIONS = ("created", "replaced", "skipped")
 
 @dataclass(frozen=True)
 class SeedItem:
-    """One file to seed: its kind, the row fields that identify it, its display name."""
+    """One file to seed: its kind and path, the name a new row gets, and the fields that
+    find its row on a later run."""
 
     kind: ArtifactKind
     path: Path
@@ -35,6 +37,7 @@ class SeedItem:
 
     @property
     def label(self) -> str:
+        """How the output names it: ``yolo/v8n.pt``, ``job-7/epoch_1.pth``, ``ultralytics``."""
         return "/".join(self.lookup.values())
 
 
@@ -61,7 +64,8 @@ def _by_name(kind: ArtifactKind) -> Callable[[Path], list[SeedItem]]:
 
 
 def _checkpoints(root: Path) -> list[SeedItem]:
-    """``checkpoints/<job id>/<file>``: the folder is the job id, the rest the name."""
+    """``checkpoints/<job id>/<file>``: the folder is the job id (one key segment, as
+    the model wants it), the rest the name."""
     items = []
     for path, relative in _files(root):
         job_id, slash, name = relative.partition("/")
@@ -70,6 +74,8 @@ def _checkpoints(root: Path) -> list[SeedItem]:
                 f"Checkpoint {str(path)!r} is not in a job's folder: put it in "
                 f"checkpoints/<job id>/{relative}."
             )
+        with command_errors():
+            validate_segment(job_id, field="job_id", store="internal")
         items.append(SeedItem("checkpoints", path, name, {"job_id": job_id, "name": name}))
     return items
 
