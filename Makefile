@@ -14,6 +14,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 run: $(STAMP)
+	@test -f .env || { cp .env.example .env && echo "Created .env from .env.example (local demo values; edit .env to change them)."; }
 	$(PY) manage.py rundemo
 
 s3server: $(STAMP)

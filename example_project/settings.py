@@ -1,4 +1,11 @@
-"""Settings for the example project: reads `.env` (or `.env.example`) beside manage.py."""
+"""Settings for the example project: reads `.env` beside manage.py (never `.env.example`).
+
+Real environment variables win over `.env`. ``make run`` creates `.env` from
+`.env.example` when it is missing. By default this is the local demo: ``DEBUG`` on and a
+fixed, public ``SECRET_KEY``, both reported as warnings by ``manage.py check`` (the demo
+app's checks). With ``DJANGO_DEBUG=0`` and ``DJANGO_SECRET_KEY`` set, the deployment
+settings below apply and ``manage.py check --deploy`` passes.
+"""
 
 from __future__ import annotations
 
@@ -8,14 +15,28 @@ from pathlib import Path
 from dotenv import load_dotenv
 
 BASE_DIR = Path(__file__).resolve().parent.parent
-# Real environment variables win; `.env` is optional, `.env.example` is the local default.
 load_dotenv(BASE_DIR / ".env")
-load_dotenv(BASE_DIR / ".env.example")
 (BASE_DIR / "var").mkdir(exist_ok=True)
 
-SECRET_KEY = os.environ.get("DJANGO_SECRET_KEY", "example-project-insecure-key-for-local-use-only")
+# Public, so only fit for the local demo; example_project.demo's checks warn about it.
+DEMO_SECRET_KEY = "example-project-insecure-key-for-local-use-only"  # noqa: S105
+SECRET_KEY = os.environ.get("DJANGO_SECRET_KEY") or DEMO_SECRET_KEY
 DEBUG = os.environ.get("DJANGO_DEBUG", "1") == "1"
-ALLOWED_HOSTS = ["localhost", "127.0.0.1"]
+ALLOWED_HOSTS = [
+    host.strip()
+    for host in os.environ.get("DJANGO_ALLOWED_HOSTS", "localhost,127.0.0.1").split(",")
+    if host.strip()
+]
+
+if not DEBUG:
+    # Served over HTTPS (behind a proxy that terminates TLS and sets X-Forwarded-Proto).
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+    SECURE_SSL_REDIRECT = os.environ.get("DJANGO_SECURE_SSL_REDIRECT", "1") == "1"
+    SECURE_HSTS_SECONDS = int(os.environ.get("DJANGO_SECURE_HSTS_SECONDS", str(365 * 24 * 3600)))
+    SECURE_HSTS_INCLUDE_SUBDOMAINS = True
+    SECURE_HSTS_PRELOAD = True
+    SESSION_COOKIE_SECURE = True
+    CSRF_COOKIE_SECURE = True
 
 INSTALLED_APPS = [
     "django.contrib.admin",

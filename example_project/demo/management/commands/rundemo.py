@@ -1,10 +1,17 @@
 """The README's run command: embedded S3 server, migrations, buckets, demo artifacts, admin.
 
 Starts SeaweedFS on the configured loopback endpoint (unless something already serves
-it), migrates, creates the buckets, creates an ``admin`` user, saves one demo row of each
-artifact kind (weight, checkpoint, schema, dataset; uploaded through the models, skipped
-when already stored with the same SHA-256), prints all of it, then runs the development
-server. Stops the S3 server it started on exit.
+it), migrates, creates the buckets, prints all of it, then runs the development server.
+Stops the S3 server it started on exit.
+
+It only ever adds what is absent and never changes what exists:
+
+- the ``admin`` user is created (and its login printed) only if no user of that name
+  exists; an existing one, and its password, are kept;
+- each artifact kind (weight, checkpoint, schema, dataset) gets its demo row, uploaded
+  through the models, on the first run only, and only if it holds no rows yet. Either
+  way this is recorded (:class:`~example_project.demo.models.DemoSeed`), so a demo row
+  the user later renames, replaces or deletes is never seeded again.
 """
 
 from __future__ import annotations
@@ -24,7 +31,7 @@ from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from dual_storage_app.client import dual_storage
-from dual_storage_app.exceptions import DualStorageError
+from dual_storage_app.exceptions import DualStorageError, ObjectNotFound
 from dual_storage_app.management.commands.dualstorage_localserver import embedded_server
 from dual_storage_app.models import (
     Artifact,
@@ -34,6 +41,7 @@ from dual_storage_app.models import (
     TrainingCheckpoint,
 )
 from dual_storage_app.testing.server import is_listening
+from example_project.demo.models import DemoSeed
 
 ADMIN_USERNAME = "admin"
 ADMIN_PASSWORD = "admin"  # noqa: S105 - local demo login, printed for the newcomer
@@ -82,19 +90,27 @@ class Command(BaseCommand):
         with ExitStack() as stack:
             self._ensure_s3_server(stack)
             call_command("migrate", interactive=False, verbosity=0)
-            admin = self._ensure_admin()
+            admin, created = self._ensure_admin()
             try:
-                for bucket, created in dual_storage.create_buckets().items():
-                    self.stdout.write(f"bucket {bucket}: {'created' if created else 'exists'}")
+                for bucket, was_created in dual_storage.create_buckets().items():
+                    self.stdout.write(f"bucket {bucket}: {'created' if was_created else 'exists'}")
                 self._seed(admin)
             except DualStorageError as exc:
                 raise CommandError(str(exc)) from exc
-            self.stdout.write(
-                self.style.SUCCESS(
-                    f"Admin: http://{addrport}/admin/  user {ADMIN_USERNAME!r} "
-                    f"password {ADMIN_PASSWORD!r}"
+            if created:
+                self.stdout.write(
+                    self.style.SUCCESS(
+                        f"Admin: http://{addrport}/admin/  user {ADMIN_USERNAME!r} "
+                        f"password {ADMIN_PASSWORD!r}"
+                    )
                 )
-            )
+            else:
+                self.stdout.write(
+                    self.style.SUCCESS(
+                        f"Admin: http://{addrport}/admin/  existing user {ADMIN_USERNAME!r} "
+                        "kept (password unchanged)"
+                    )
+                )
             if not no_serve:
                 call_command("runserver", addrport, use_reloader=False)
 
@@ -116,7 +132,8 @@ class Command(BaseCommand):
         self.stdout.write(self.style.SUCCESS(f"S3 server ready, data in {server.data_dir}"))
 
     def _seed(self, admin: AbstractBaseUser) -> None:
-        """One row of each artifact kind, uploaded through the models (idempotent)."""
+        """One row of each artifact kind, uploaded through the models, for each kind
+        never dealt with before and holding no rows; then what the demo shows."""
         demo: list[tuple[type[Artifact], dict[str, Any], str, bytes]] = [
             (
                 ModelWeight,
@@ -143,22 +160,40 @@ class Command(BaseCommand):
                 demo_dataset_zip(),
             ),
         ]
-        dataset: Artifact | None = None
         for model, fields, filename, data in demo:
-            row = model._default_manager.filter(name=fields["name"]).first()
-            if row is not None and row.sha256 == hashlib.sha256(data).hexdigest():
-                self._report("exists", row)
-            else:
-                row = row or model(**fields)
-                row.uploaded_by = admin  # type: ignore[assignment]
-                row.file.save(filename, ContentFile(data))
-                self._report("seeded", row)
-            dataset = row if model is Dataset else dataset
-        schema = json.loads(dual_storage.get_schema("ultralytics"))
-        self.stdout.write(f"get_schema('ultralytics') -> {schema['title']!r}")
-        assert dataset is not None
-        url = dual_storage.generate_dataset_presigned_url(dataset_key=dataset.key, expiration=3600)
-        self.stdout.write(f"presigned dataset URL (1 h): {url}")
+            kind = model.kind
+            manager = model._default_manager
+            if DemoSeed._default_manager.filter(kind=kind).exists():
+                self.stdout.write(f"kept {kind:<11} {manager.count()} row(s); seeded before")
+                continue
+            if manager.exists():
+                DemoSeed._default_manager.create(kind=kind, seeded=False)
+                self.stdout.write(f"kept {kind:<11} {manager.count()} row(s); demo not seeded")
+                continue
+            row = model(**fields)
+            row.uploaded_by = admin  # type: ignore[assignment]
+            row.file.save(filename, ContentFile(data))
+            DemoSeed._default_manager.create(kind=kind, seeded=True)
+            self._report("seeded", row)
+        self._show_demo()
+
+    def _show_demo(self) -> None:
+        """The demo schema through ``get_schema`` and a presigned link to a dataset, when
+        they (still) exist."""
+        try:
+            schema = dual_storage.get_schema("ultralytics")
+        except ObjectNotFound:
+            self.stdout.write("get_schema('ultralytics') -> no such schema")
+        else:
+            title = _title(schema)
+            shown = repr(title) if title is not None else f"{len(schema):,} bytes"
+            self.stdout.write(f"get_schema('ultralytics') -> {shown}")
+        dataset = Dataset.objects.order_by("pk").first()
+        if dataset is not None:
+            url = dual_storage.generate_dataset_presigned_url(
+                dataset_key=dataset.key, expiration=3600
+            )
+            self.stdout.write(f"presigned dataset URL (1 h): {url}")
 
     def _report(self, verb: str, row: Artifact) -> None:
         self.stdout.write(
@@ -166,10 +201,24 @@ class Command(BaseCommand):
             f"{row.size:,} bytes sha256={row.sha256[:12]}"
         )
 
-    def _ensure_admin(self) -> AbstractBaseUser:
+    def _ensure_admin(self) -> tuple[AbstractBaseUser, bool]:
+        """The ``admin`` user, created as a superuser with the demo password only if
+        absent (True); an existing one is returned unchanged (False)."""
         user_model = get_user_model()
-        user, _ = user_model.objects.get_or_create(username=ADMIN_USERNAME)
-        user.is_staff = user.is_superuser = True
-        user.set_password(ADMIN_PASSWORD)
-        user.save()
-        return user
+        existing = user_model._default_manager.filter(username=ADMIN_USERNAME).first()
+        if existing is not None:
+            return existing, False
+        user = user_model._default_manager.create_superuser(
+            username=ADMIN_USERNAME, email="", password=ADMIN_PASSWORD
+        )
+        return user, True
+
+
+def _title(schema: bytes) -> str | None:
+    """The ``title`` of a JSON schema object, if it has one."""
+    try:
+        document = json.loads(schema)
+    except ValueError:
+        return None
+    title = document.get("title") if isinstance(document, dict) else None
+    return title if isinstance(title, str) else None
