@@ -30,6 +30,7 @@ from dual_storage_app.store import Store
 from dual_storage_app.store.disposition import link_parameters
 from dual_storage_app.store.presign import Presigner
 from dual_storage_app.store.transfer import MAX_PRESIGN_SECONDS
+from tests.botocore_clock import frozen_botocore_clock
 from tests.helpers import MOTO_SECRET_KEY, record_api_calls
 
 SECRET = "fast-presign-secret-Qx7Lm2"
@@ -139,7 +140,7 @@ def test_urls_equal_botocore_byte_for_byte(store_name: str) -> None:
     store = store_for(store_name)
     checked = 0
     for frozen in FROZEN:
-        with mock.patch("botocore.auth.get_current_datetime", return_value=frozen):
+        with frozen_botocore_clock(frozen):
             for bucket in BUCKETS:
                 assert store._link_signer().fast_path(bucket)
                 for key in KEYS:
@@ -154,7 +155,7 @@ def test_urls_equal_botocore_byte_for_byte(store_name: str) -> None:
 
 def test_addressing_follows_the_provider_and_public_endpoint() -> None:
     """The differential test covers these layouts; pin them so none is silently lost."""
-    with mock.patch("botocore.auth.get_current_datetime", return_value=FROZEN[0]):
+    with frozen_botocore_clock(FROZEN[0]):
         urls = {name: store_for(name).presign_get(BUCKETS[0], "k", 60) for name in STORES}
     assert urls["minio"].startswith("http://127.0.0.1:9000/training-datasets/k?")
     assert urls["minio-public-prefix"].startswith(
@@ -252,7 +253,7 @@ def test_fallback_is_botocore(credentials: dict[str, str], extra: dict[str, Any]
     client = raw_client(config, **credentials)
     calls = botocore_calls(client)
     presigner = Presigner(client, config)
-    with mock.patch("botocore.auth.get_current_datetime", return_value=FROZEN[0]):
+    with frozen_botocore_clock(FROZEN[0]):
         ours = presigner.presign_get("b", "a b/k+.zip", 60, extra)
         assert calls[-1] == "a b/k+.zip"  # botocore signed it
         expected = client.generate_presigned_url(
@@ -267,7 +268,7 @@ def test_store_falls_back_for_a_timestamp_override() -> None:
     store = store_for("minio")
     calls = botocore_calls(store._presigner())
     extra = {"ResponseExpires": datetime.datetime(2030, 1, 1, tzinfo=datetime.timezone.utc)}
-    with mock.patch("botocore.auth.get_current_datetime", return_value=FROZEN[0]):
+    with frozen_botocore_clock(FROZEN[0]):
         store.presign_get("b", "k", 60)
         assert "k" not in calls  # signed here
         ours = store.presign_get("b", "k", 60, extra=extra)

@@ -8,8 +8,8 @@ canonical request, one SHA-256 and one HMAC once the signing key is known.
 * the URL up to the key (scheme, host, path-style or virtual-hosted, any path prefix of
   a custom endpoint) and the credential scope come from one botocore presign of a probe
   key per bucket; the Response* query names come from botocore's S3 model; quoting is
-  ``botocore.utils.percent_encode``; the clock is ``botocore.auth``'s, so freezing one
-  freezes both;
+  ``botocore.utils.percent_encode``; the clock is ``botocore.auth``'s (:func:`botocore_now`,
+  for botocore before and after 1.41), so freezing one freezes both;
 * before a bucket takes the fast path, the URLs we build for two probes (with and
   without Response* overrides) must equal botocore's for the same timestamp, character
   for character. Anything else (a session token, extra signed headers or parameters, an
@@ -19,9 +19,10 @@ canonical request, one SHA-256 and one HMAC once the signing key is known.
 
 from __future__ import annotations
 
+import datetime
 import hashlib
 import hmac
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote, urlsplit
@@ -53,6 +54,22 @@ class _Layout:
     region: str
     credential_head: str  # percent-encoded "ACCESS_KEY/"
     credential_tail: str  # percent-encoded "/region/s3/aws4_request"
+
+
+def botocore_now() -> datetime.datetime:
+    """The time botocore's SigV4QueryAuth signs with, read the way it reads it.
+
+    botocore >= 1.41 calls ``botocore.auth.get_current_datetime()`` (not in botocore-stubs);
+    older releases call ``datetime.datetime.utcnow()`` through ``botocore.auth``'s own
+    ``datetime`` module. Both are looked up on each call, so freezing botocore's clock
+    freezes ours.
+    """
+    current: Callable[[], datetime.datetime] | None = getattr(auth, "get_current_datetime", None)
+    if current is not None:
+        return current()
+    # botocore < 1.41: exactly its call (deprecated on Python >= 3.12, as botocore's is)
+    now: datetime.datetime = auth.datetime.datetime.utcnow()  # type: ignore[attr-defined]
+    return now
 
 
 def _host(url: str) -> str:
@@ -108,9 +125,7 @@ class Presigner:
             or (extra and not self._supported(extra))
         ):
             return self._botocore(bucket, key, expires, extra)
-        # botocore.auth's own clock (not in botocore-stubs), looked up on each call
-        now = auth.get_current_datetime()  # type: ignore[attr-defined]
-        timestamp = now.strftime(auth.SIGV4_TIMESTAMP)
+        timestamp = botocore_now().strftime(auth.SIGV4_TIMESTAMP)
         return self._sign(layout, key, expires, extra, timestamp)
 
     def fast_path(self, bucket: str) -> bool:

@@ -13,7 +13,6 @@ import json
 import re
 import time
 from typing import Any
-from unittest import mock
 from urllib.parse import urlsplit
 
 import pytest
@@ -29,6 +28,7 @@ from dual_storage_app.models import Dataset
 from dual_storage_app.storages import ExternalStorage
 from dual_storage_app.store.transfer import MAX_PRESIGN_SECONDS
 from dual_storage_app.testing.server import LocalS3Server
+from tests.botocore_clock import frozen_botocore_clock
 from tests.helpers import (
     StartedRequests,
     admin_url,
@@ -122,7 +122,7 @@ def test_real_server_serves_fast_urls_and_refuses_bad_ones(
 
     now = datetime.datetime.now(datetime.timezone.utc).replace(tzinfo=None)
     an_hour_ago = now - datetime.timedelta(hours=1)
-    with mock.patch("botocore.auth.get_current_datetime", return_value=an_hour_ago):
+    with frozen_botocore_clock(an_hour_ago):
         expired = store.presign_get(bucket, key, 60)
     assert "X-Amz-Expires=60" in expired
     assert refusal_status(expired) == 403
