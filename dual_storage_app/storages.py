@@ -15,7 +15,12 @@ endpoint.
 
 from __future__ import annotations
 
+import gzip
+import io
+import mimetypes
+import os
 import posixpath
+import shutil
 import tempfile
 from datetime import datetime
 from typing import Any, ClassVar
@@ -25,13 +30,21 @@ from django.core.files.base import File
 from django.utils import timezone
 from django.utils.deconstruct import deconstructible
 from storages.backends.s3 import S3Storage
+from storages.utils import ReadBytesWrapper
 
 from .client import dual_storage
-from .config.sources import resolve
-from .exceptions import ConfigurationError, NoPublicURL, ObjectExists, ObjectNotFound
+from .exceptions import (
+    ConfigurationError,
+    InvalidArgument,
+    NoPublicURL,
+    ObjectExists,
+    ObjectNotFound,
+)
 from .keys import validate_key
 from .kinds import REGISTRY, ArtifactKind, StoreName, kinds_on
 from .store import Store
+from .store.transfer import guess_content_type
+from .store.upload import read_arguments
 
 # Connection settings come from DUAL_STORAGE / the environment, never from options.
 _REFUSED_OPTIONS = frozenset(
@@ -43,14 +56,28 @@ _REFUSED_OPTIONS = frozenset(
         "security_token",
         "session_profile",
         "region_name",
-        "default_acl",
         "custom_domain",
-        "location",
     }
 )
-
+# Accepted only with this value, from an option, a class attribute or the setting alike
+# (S3Storage's precedence): a key prefix would make a storage's names differ from the keys
+# the client and the artifact rows use, and objects are never given ACLs.
+_NEUTRAL = {"location": ("", "AWS_LOCATION"), "default_acl": (None, "AWS_DEFAULT_ACL")}
 # Saves of one name racing each other: each lost race costs one attempt.
 _SAVE_ATTEMPTS = 10
+
+
+def _decompressed(compressed: Any) -> Any:
+    """A read-only handle on the gunzipped bytes of ``compressed`` (then closed)."""
+    plain = tempfile.TemporaryFile()  # noqa: SIM115 - reopened read-only below
+    try:
+        with compressed, gzip.GzipFile(mode="rb", fileobj=compressed) as unpacking:
+            shutil.copyfileobj(unpacking, plain)
+        reader = open(os.dup(plain.fileno()), "rb")  # noqa: SIM115
+    finally:
+        plain.close()
+    reader.seek(0)
+    return reader
 
 
 class _DualStorage(S3Storage):  # type: ignore[misc]
@@ -73,19 +100,96 @@ class _DualStorage(S3Storage):  # type: ignore[misc]
                 "credentials and buckets come from DUAL_STORAGE or the environment.",
                 store=self.store_name,
             )
-        defaults = {"file_overwrite": False, "querystring_auth": True, "default_acl": None}
-        super().__init__(**{**defaults, **options})
-        # Informational only (resolved without validation, so imports never fail); every
-        # operation asks the shared client for the current store and bucket.
-        self.bucket_name = resolve()[spec.bucket_setting].value
+        # S3Storage's precedence: option > class attribute > setting > default.
+        super().__init__(**options)
+        for name, (neutral, setting_name) in _NEUTRAL.items():
+            if getattr(self, name) != neutral:
+                raise ConfigurationError(
+                    f"{type(self).__name__} does not take {name} {getattr(self, name)!r} "
+                    f"(from the option, a class attribute or {setting_name}): "
+                    + (
+                        "keys are the bucket's keys, as the client and the artifact rows "
+                        "record them."
+                        if name == "location"
+                        else "objects are never given ACLs (the buckets are private)."
+                    )
+                    + f" Pass {name}={neutral!r} to override the setting.",
+                    store=self.store_name,
+                )
+        if "ACL" in self.object_parameters:
+            raise ConfigurationError(
+                f"{type(self).__name__} refuses ACL in object_parameters: objects are never "
+                "given ACLs (the buckets are private).",
+                store=self.store_name,
+            )
+
+    def get_default_settings(self) -> dict[str, Any]:
+        defaults: dict[str, Any] = super().get_default_settings()
+        # The bucket is the kind's (a property); names are never overwritten by default.
+        defaults.pop("bucket_name", None)
+        defaults["file_overwrite"] = getattr(settings, "AWS_S3_FILE_OVERWRITE", False)
+        return defaults
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} kind={self.kind!r}>"
 
+    # -- S3Storage's attributes, on the configured store ---------------------------------
+
+    @property
+    def bucket_name(self) -> str:
+        """The kind's bucket on the configured store (read on every access)."""
+        return dual_storage.locate(self.kind)[1]
+
+    @bucket_name.setter
+    def bucket_name(self, value: str) -> None:
+        raise ConfigurationError(
+            f"{type(self).__name__}'s bucket comes from DUAL_STORAGE or the environment.",
+            store=self.store_name,
+        )
+
+    @property
+    def connection(self) -> Any:
+        """This thread's boto3 S3 resource over the configured store's shared client, or
+        whatever was put in its place (a test's mock): the storage's requests follow it."""
+        local = self._connections
+        connection = getattr(local, "connection", None)
+        built = getattr(local, "built", None)
+        if connection is None or (connection is built and self._stale(connection)):
+            connection = local.connection = local.built = dual_storage.locate(self.kind)[
+                0
+            ].resource()
+        return connection
+
+    def _stale(self, connection: Any) -> bool:
+        return connection.meta.client is not dual_storage.locate(self.kind)[0].client
+
+    @property
+    def unsigned_connection(self) -> Any:
+        raise NoPublicURL(
+            f"{type(self).__name__} issues no unsigned URLs: its buckets are private.",
+            store=self.store_name,
+        )
+
+    @property
+    def bucket(self) -> Any:
+        """The kind's bucket as a boto3 resource of :attr:`connection`."""
+        name, connection = self.bucket_name, self.connection
+        bucket: Any = self.__dict__.get("_bucket")
+        if (
+            bucket is None
+            or getattr(bucket, "name", None) != name
+            or bucket.meta.client is not connection.meta.client
+        ):
+            bucket = self._bucket = connection.Bucket(name)
+        return bucket
+
     def _location(self) -> tuple[Store, str]:
-        """The shared store and its bucket for this kind (read on every call, so a
-        settings change is followed). The store validates every key it is given."""
-        return dual_storage.locate(self.kind)
+        """The store and bucket for this kind (read on every call, so a settings change is
+        followed), its requests sent through :attr:`connection`'s client."""
+        store, bucket = dual_storage.locate(self.kind)
+        return store.using(self.connection.meta.client), bucket
+
+    # -- operations ----------------------------------------------------------------------
 
     def save(self, name: str | None, content: Any, max_length: int | None = None) -> str:
         # Our key rules run before Django's own name checks, so every entry point
@@ -115,13 +219,43 @@ class _DualStorage(S3Storage):  # type: ignore[misc]
         store, bucket = self._location()
         if content.seekable():
             content.seek(0)
-        # The type comes from the name, as for the models, never from the browser's claim.
-        return store.upload(bucket, str(name), content, if_absent=not self.file_overwrite).key
+        parameters = self.get_object_parameters(name)
+        if "ACL" in parameters:
+            raise InvalidArgument(
+                f"Refused ACL for {name!r}: objects are never given ACLs (private buckets).",
+                store=store.name,
+                bucket=bucket,
+                key=name,
+            )
+        # The type comes from the name, as for the models, never from the browser's claim
+        # (an explicit ContentType parameter wins, as in S3Storage); so does the encoding.
+        content_type = parameters.pop("ContentType", None) or guess_content_type(name)
+        encoding = mimetypes.guess_type(name)[1]
+        if encoding and "ContentEncoding" not in parameters:
+            parameters["ContentEncoding"] = encoding
+        source: Any = content
+        if (
+            self.gzip
+            and content_type in self.gzip_content_types
+            and "ContentEncoding" not in parameters
+        ):
+            source = self._compress_content(ReadBytesWrapper(content))
+            parameters["ContentEncoding"] = "gzip"
+        return store.upload(
+            bucket,
+            str(name),
+            source,
+            content_type=content_type,
+            if_absent=not self.file_overwrite,
+            extra_args=parameters,
+        ).key
 
     def _open(self, name: str, mode: str = "rb") -> File[Any]:
         """Read-only: the object is downloaded (parallel ranged GETs, SHA-256 verified
         against its tag) into an anonymous temporary file on disk, so memory stays flat
-        whatever the size.
+        whatever the size. ``"r"`` gives UTF-8 text with universal newlines, ``"rb"``
+        bytes; neither can be written to (``io.UnsupportedOperation``). With ``gzip`` a
+        gzip-encoded object is decompressed, as S3Storage does.
 
         Writing through an open file is refused, because django-storages' ``S3File``
         completes a multipart upload even after an exception; use ``save()``.
@@ -132,15 +266,21 @@ class _DualStorage(S3Storage):  # type: ignore[misc]
         local = tempfile.TemporaryFile()  # noqa: SIM115 - handed to the caller open
         try:
             result = store.read_into(bucket, str(name), local)
-        except BaseException:
+            # A read-only handle on the same anonymous file: writes are refused.
+            reader: Any = open(os.dup(local.fileno()), "rb")  # noqa: SIM115
+        finally:
             local.close()
-            raise
-        local.seek(0)
-        return File(local, name=result.key)
+        reader.seek(0)
+        if self.gzip and store.head(bucket, result.key).content_encoding == "gzip":
+            reader = _decompressed(reader)
+        if "b" not in mode:
+            reader = io.TextIOWrapper(reader, encoding="utf-8")
+        return File(reader, name=result.key)
 
     def exists(self, name: str) -> bool:
         store, bucket = self._location()
-        return store.exists(bucket, str(name))
+        read = read_arguments(self.get_object_parameters(str(name)))
+        return store.exists(bucket, str(name), extra_args=read)
 
     def delete(self, name: str) -> None:
         store, bucket = self._location()
@@ -148,7 +288,8 @@ class _DualStorage(S3Storage):  # type: ignore[misc]
 
     def size(self, name: str) -> int:
         store, bucket = self._location()
-        return store.head(bucket, str(name)).size
+        read = read_arguments(self.get_object_parameters(str(name)))
+        return store.head(bucket, str(name), extra_args=read).size
 
     def get_modified_time(self, name: str) -> datetime:
         store, bucket = self._location()
@@ -205,16 +346,16 @@ class ExternalStorage(_DualStorage):
 
 
 def weights_storage() -> InternalStorage:
-    return InternalStorage(kind="weights")
+    return InternalStorage(kind="weights", location="", default_acl=None)
 
 
 def checkpoints_storage() -> InternalStorage:
-    return InternalStorage(kind="checkpoints")
+    return InternalStorage(kind="checkpoints", location="", default_acl=None)
 
 
 def schemas_storage() -> InternalStorage:
-    return InternalStorage(kind="schemas")
+    return InternalStorage(kind="schemas", location="", default_acl=None)
 
 
 def datasets_storage() -> ExternalStorage:
-    return ExternalStorage(kind="datasets")
+    return ExternalStorage(kind="datasets", location="", default_acl=None)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import functools
 import threading
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import boto3
 from botocore.config import Config
@@ -41,3 +41,35 @@ def make_client(config: StoreConfig, endpoint_url: str, *, path_style: bool = Fa
             region_name=config.region,
             config=botocore_config,
         )
+
+
+@functools.cache
+def _resource_class() -> type[Any]:
+    """boto3's S3 ServiceResource class, built once from a throw-away client (explicit dummy
+    credentials: no provider chain, no request)."""
+    with _SESSION_LOCK:
+        probe = _shared_session().resource(
+            "s3",
+            region_name="us-east-1",
+            aws_access_key_id="unused",
+            aws_secret_access_key="unused",  # noqa: S106 - never sent
+        )
+    return type(probe)
+
+
+def make_resource(config: StoreConfig, client: S3Client) -> Any:
+    """A boto3 S3 resource whose requests go through ``client`` (resources are not
+    thread-safe: one per thread, all sharing the thread-safe client). boto3's
+    ``ServiceResource(client=...)`` is the guard's first side; a boto3 that ignored it gets
+    a resource with its own client for the same store."""
+    resource = _resource_class()(client=client)
+    if resource.meta.client is client:
+        return resource
+    return _shared_session().resource(  # pragma: no cover - boto3 without client=
+        "s3",
+        endpoint_url=config.endpoint_url,
+        aws_access_key_id=config.access_key,
+        aws_secret_access_key=config.secret_key,
+        region_name=config.region,
+        config=config.provider.botocore_config(max_pool_connections=32),
+    )

@@ -13,6 +13,7 @@ from __future__ import annotations
 import builtins
 import contextlib
 import threading
+import weakref
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO
@@ -22,7 +23,7 @@ from botocore.exceptions import ClientError
 from ..config.stores import StoreConfig
 from ..exceptions import DualStorageError, InvalidArgument, NoPublicURL, ObjectNotFound
 from ..keys import validate_key, validate_prefix
-from .clients import make_client
+from .clients import make_client, make_resource
 from .disposition import link_parameters
 from .download import atomic_destination, download_to_descriptor, has_descriptor
 from .errors import translated
@@ -47,6 +48,18 @@ if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
 
 
+# GetObject parameters a link carries in its query string; every other one is a header
+# the browser would have to send (a link signed with it fails) or is the store's own.
+_LINK_QUERY_PARAMETERS = frozenset({"VersionId", "PartNumber"})
+
+
+def _refusal(name: str) -> str:
+    """Why a presigned GET cannot carry GetObject parameter ``name``."""
+    if name in ("Bucket", "Key"):
+        return "the bucket and key are the storage's own"
+    return "a request header a browser following the link does not send"
+
+
 class Store:
     """Operations on one store (internal MinIO or external R2/S3)."""
 
@@ -58,6 +71,7 @@ class Store:
         self._presign_client: S3Client | None = None
         self._links: Presigner | None = None
         self._etag_recorder: ETagRecorder | None = None
+        self._stand_ins: weakref.WeakKeyDictionary[Any, Store] = weakref.WeakKeyDictionary()
 
     def __repr__(self) -> str:
         return f"<Store {self.name} {self.config.endpoint_url} ({self.config.provider.name})>"
@@ -72,6 +86,23 @@ class Store:
                 if self._client is None:
                     self._client = make_client(self.config, self.config.endpoint_url)
         return self._client
+
+    def resource(self) -> Any:
+        """A new boto3 S3 resource over :attr:`client` (one per thread: resources are not
+        thread-safe), for code that wants boto3's resource API on this store."""
+        return make_resource(self.config, self.client)
+
+    def using(self, client: S3Client) -> Store:
+        """This store with its requests sent through ``client`` instead (a storage whose
+        ``connection`` was replaced, e.g. mocked in a test); one such store per client."""
+        if client is self.client:
+            return self
+        with self._lock:
+            found = self._stand_ins.get(client)
+            if found is None:
+                found = self._stand_ins[client] = Store(self.config)
+                found._client = client
+        return found
 
     def _etags(self) -> ETagRecorder:
         """The ETag listener registered on :attr:`client`."""
@@ -328,13 +359,19 @@ class Store:
 
     # -- metadata --------------------------------------------------------------
 
-    def head(self, bucket: str, key: str) -> ObjectInfo:
+    def head(
+        self, bucket: str, key: str, *, extra_args: Mapping[str, Any] | None = None
+    ) -> ObjectInfo:
+        """The object's metadata; ``extra_args`` are further HeadObject arguments (the
+        SSE-C key an encrypted object needs, ``VersionId``)."""
         key = validate_key(key, store=self.name, bucket=bucket)
-        return self._head(bucket, key)
+        return self._head(bucket, key, extra_args)
 
-    def _head(self, bucket: str, key: str) -> ObjectInfo:
+    def _head(
+        self, bucket: str, key: str, extra_args: Mapping[str, Any] | None = None
+    ) -> ObjectInfo:
         with translated(self.config, "inspect", bucket, key):
-            response = self.client.head_object(Bucket=bucket, Key=key)
+            response = self.client.head_object(Bucket=bucket, Key=key, **(extra_args or {}))
         return ObjectInfo(
             store=self.name,
             bucket=bucket,
@@ -343,12 +380,14 @@ class Store:
             etag=response.get("ETag", "").strip('"'),
             last_modified=response.get("LastModified"),
             content_type=response.get("ContentType"),
+            content_encoding=response.get("ContentEncoding"),
         )
 
-    def exists(self, bucket: str, key: str) -> bool:
-        """True if ``bucket/key`` exists (HEAD cannot tell a missing bucket from a missing key)."""
+    def exists(self, bucket: str, key: str, *, extra_args: Mapping[str, Any] | None = None) -> bool:
+        """True if ``bucket/key`` exists (HEAD cannot tell a missing bucket from a missing
+        key); ``extra_args`` as for :meth:`head`."""
         try:
-            self.head(bucket, key)
+            self.head(bucket, key, extra_args=extra_args)
         except ObjectNotFound:
             return False
         return True
@@ -392,7 +431,10 @@ class Store:
                 directories += [
                     p["Prefix"][len(prefix) :].rstrip("/") for p in page.get("CommonPrefixes", [])
                 ]
-                files += [e["Key"][len(prefix) :] for e in page.get("Contents", [])]
+                # A folder marker ("dir/" itself) is the folder, not a file in it.
+                files += [
+                    e["Key"][len(prefix) :] for e in page.get("Contents", []) if e["Key"] != prefix
+                ]
         return directories, files
 
     # -- links -----------------------------------------------------------------
@@ -422,11 +464,15 @@ class Store:
                 key=key,
             )
         expiration = validate_expiry(expiration, store=self.name, bucket=bucket, key=key)
-        refused = sorted(name for name in (extra or {}) if not name.startswith("Response"))
+        refused = [
+            f"{name} ({_refusal(name)})"
+            for name in sorted(extra or {})
+            if not name.startswith("Response") and name not in _LINK_QUERY_PARAMETERS
+        ]
         if refused:
             raise InvalidArgument(
-                f"Presign parameters {', '.join(refused)} are not allowed for key {key!r}; "
-                "only Response* overrides (e.g. ResponseContentDisposition) are.",
+                f"Presign parameters for key {key!r} refused: {'; '.join(refused)}. A link "
+                "takes Response* overrides, VersionId and PartNumber.",
                 store=self.name,
                 bucket=bucket,
                 key=key,

@@ -17,6 +17,7 @@ class ObjectInfo:
     etag: str
     last_modified: datetime | None = None
     content_type: str | None = None
+    content_encoding: str | None = None  # from HEAD; listings do not say
 
 
 @dataclass(frozen=True)

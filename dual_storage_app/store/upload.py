@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import ClientError
+from s3transfer.constants import ALLOWED_DOWNLOAD_ARGS
 
 from ..config.stores import StoreConfig
 from ..exceptions import IntegrityError, ObjectExists
@@ -248,3 +249,9 @@ def reserve(client: S3Client, config: StoreConfig, bucket: str, key: str) -> Non
         client.put_object(
             Bucket=bucket, Key=key, Body=b"", IfNoneMatch="*", Metadata=RESERVATION_METADATA
         )
+
+
+def read_arguments(parameters: Mapping[str, Any]) -> dict[str, Any]:
+    """Of an upload's object parameters, those a read (HEAD, GET) of the object needs:
+    the SSE-C key and the like (s3transfer's ALLOWED_DOWNLOAD_ARGS, as S3Storage)."""
+    return {k: v for k, v in parameters.items() if k in ALLOWED_DOWNLOAD_ARGS}

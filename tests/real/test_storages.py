@@ -5,9 +5,14 @@ cleaned. Without a server: ``tests/test_storages_moto.py``.
 
 from __future__ import annotations
 
+import gzip
 import io
+import threading
+from collections.abc import Callable
+from typing import Any
 from urllib.parse import urlsplit
 
+import boto3
 import pytest
 from django.core.exceptions import SuspiciousFileOperation
 from django.core.files.base import ContentFile
@@ -15,9 +20,19 @@ from django.core.files.storage import storages
 from pytest_django import Settings as SettingsWrapper
 
 from dual_storage_app.client import DualStorageClient
-from dual_storage_app.exceptions import InvalidKey, NoPublicURL
+from dual_storage_app.exceptions import (
+    ConfigurationError,
+    InvalidArgument,
+    InvalidKey,
+    NoPublicURL,
+)
 from dual_storage_app.keys import validate_key
-from dual_storage_app.storages import ExternalStorage, InternalStorage
+from dual_storage_app.storages import (
+    ExternalStorage,
+    InternalStorage,
+    datasets_storage,
+    weights_storage,
+)
 from dual_storage_app.testing.server import LocalS3Server
 from tests.helpers import HOSTILE_KEYS
 from tests.http import fetch
@@ -157,3 +172,262 @@ def test_plain_filefield_never_stores_under_a_cleaned_alias(
     key = upload.dataset.name
     assert key is not None and validate_key(key) == key and key.startswith("datasets/")
     assert real_storage.external.get_bytes("training-datasets", key) == payload
+
+
+# -- the S3Storage contract (issue 10, §4) ------------------------------------------------
+
+CONTRACT_STORAGES: dict[str, Callable[..., Any]] = {
+    "internal": lambda **options: InternalStorage(kind="weights", **options),
+    "external": lambda **options: ExternalStorage(**options),
+}
+
+
+def _raw(s3_servers: dict[str, LocalS3Server], storage: Any) -> Any:
+    """A boto3 client of the storage's own server, for looking behind the storage."""
+    return s3_servers[storage.store_name].client()
+
+
+@pytest.mark.parametrize("store", sorted(CONTRACT_STORAGES))
+def test_connection_bucket_and_bucket_name_are_the_configured_store(
+    real_storage: DualStorageClient,
+    s3_servers: dict[str, LocalS3Server],
+    unique_key: str,
+    store: str,
+) -> None:
+    storage = CONTRACT_STORAGES[store]()
+    engine, bucket = real_storage.locate(storage.kind)
+    assert storage.bucket_name == bucket
+    assert storage.connection.meta.client.meta.endpoint_url == s3_servers[store].endpoint_url
+    assert storage.connection.meta.client is engine.client  # one pool, one set of credentials
+    assert storage.bucket.name == bucket
+    name = storage.save(f"{unique_key}/c.bin", ContentFile(b"through the engine"))
+    # Third-party code (django-s3-file-field) uses the resource: it reaches the same object.
+    assert storage.bucket.Object(name).get()["Body"].read() == b"through the engine"
+    for thread_connection in _in_another_thread(lambda: storage.connection):
+        assert thread_connection is not storage.connection  # resources are per thread
+        assert thread_connection.meta.client is engine.client
+
+
+def _in_another_thread(call: Any) -> list[Any]:
+    results: list[Any] = []
+    thread = threading.Thread(target=lambda: results.append(call()))
+    thread.start()
+    thread.join()
+    return results
+
+
+@pytest.mark.parametrize("store", sorted(CONTRACT_STORAGES))
+def test_a_replaced_connection_carries_the_storage_requests(
+    real_storage: DualStorageClient,
+    s3_servers: dict[str, LocalS3Server],
+    unique_key: str,
+    store: str,
+) -> None:
+    """What a user's test does with ``mock.patch`` of ``connection``: here a real resource
+    of the same server whose client records every request, so nothing is faked."""
+    storage = CONTRACT_STORAGES[store]()
+    resource = boto3.resource(
+        "s3",
+        endpoint_url=s3_servers[store].endpoint_url,
+        aws_access_key_id=s3_servers[store].access_key,
+        aws_secret_access_key=s3_servers[store].secret_key,
+        region_name="us-east-1",
+    )
+    operations: list[str] = []
+    resource.meta.client.meta.events.register(
+        "before-call.s3", lambda model, **_: operations.append(model.name)
+    )
+    storage._connections.connection = resource
+    name = storage.save(f"{unique_key}/m.bin", ContentFile(b"mocked"))
+    assert storage.exists(name)
+    with storage.open(name) as handle:
+        assert handle.read() == b"mocked"
+    assert storage.listdir(unique_key) == ([], ["m.bin"])
+    storage.delete(name)
+    assert {"PutObject", "HeadObject", "GetObject", "ListObjectsV2", "DeleteObject"} <= set(
+        operations
+    )
+
+
+@pytest.mark.parametrize("store", sorted(CONTRACT_STORAGES))
+def test_open_r_is_text_with_universal_newlines_and_rb_refuses_writes(
+    real_storage: DualStorageClient, unique_key: str, store: str
+) -> None:
+    storage = CONTRACT_STORAGES[store]()
+    name = storage.save(f"{unique_key}/n.txt", io.BytesIO(b"line1\nline2\r\nmore\rtext \xc3\xa9"))
+    with storage.open(name, "r") as text:
+        assert text.readlines() == ["line1\n", "line2\n", "more\n", "text \u00e9"]
+    with storage.open(name, "rb") as binary:
+        assert binary.read() == b"line1\nline2\r\nmore\rtext \xc3\xa9"
+        with pytest.raises(io.UnsupportedOperation):
+            binary.write(b"lost")
+    with storage.open(name) as default, pytest.raises(io.UnsupportedOperation):
+        default.write(b"lost")
+    with storage.open(name, "r") as text, pytest.raises(io.UnsupportedOperation):
+        text.write("lost")
+
+
+def test_listdir_skips_the_folder_marker(
+    real_storage: DualStorageClient, s3_servers: dict[str, LocalS3Server], unique_key: str
+) -> None:
+    storage = ExternalStorage()
+    _raw(s3_servers, storage).put_object(
+        Bucket=storage.bucket_name, Key=f"{unique_key}/dir/", Body=b""
+    )
+    storage.save(f"{unique_key}/dir/f.zip", ContentFile(b"f"))
+    assert storage.listdir(f"{unique_key}/dir") == ([], ["f.zip"])
+    assert storage.listdir(f"{unique_key}/dir/") == ([], ["f.zip"])
+    assert storage.listdir(unique_key) == (["dir"], [])
+
+
+SSE_C = {"SSECustomerAlgorithm": "AES256", "SSECustomerKey": "k" * 32}
+
+
+@pytest.mark.parametrize("source", ["option", "setting", "method"])
+def test_object_parameters_reach_the_store(
+    real_storage: DualStorageClient,
+    s3_servers: dict[str, LocalS3Server],
+    settings: SettingsWrapper,
+    unique_key: str,
+    source: str,
+) -> None:
+    parameters = {
+        "CacheControl": "max-age=60",
+        "ContentDisposition": "attachment",
+        "Metadata": {"origin": source},
+        **SSE_C,
+    }
+
+    class PerObject(ExternalStorage):
+        def get_object_parameters(self, name: str) -> dict[str, Any]:
+            return {**parameters, "Metadata": {"origin": name.rsplit("/", 1)[-1]}}
+
+    if source == "option":
+        storage: ExternalStorage = ExternalStorage(object_parameters=parameters)
+    elif source == "setting":
+        settings.AWS_S3_OBJECT_PARAMETERS = parameters
+        storage = ExternalStorage()
+    else:
+        storage = PerObject()
+    name = storage.save(f"{unique_key}/method", ContentFile(b"p"))
+    head = _raw(s3_servers, storage).head_object(Bucket=storage.bucket_name, Key=name, **SSE_C)
+    assert head["CacheControl"] == "max-age=60"
+    assert head["ContentDisposition"] == "attachment"
+    assert head["Metadata"] == {"origin": source}
+    assert head["SSECustomerAlgorithm"] == "AES256"
+    # exists() and size() send the SSE-C key a HEAD of such an object needs.
+    assert storage.exists(name)
+    assert storage.size(name) == 1
+
+
+def test_acl_parameters_stay_refused(real_storage: DualStorageClient, unique_key: str) -> None:
+    with pytest.raises(ConfigurationError, match="ACL"):
+        ExternalStorage(object_parameters={"ACL": "public-read"})
+
+    class Public(ExternalStorage):
+        def get_object_parameters(self, name: str) -> dict[str, Any]:
+            return {"ACL": "public-read"}
+
+    with pytest.raises(InvalidArgument, match="ACL"):
+        Public().save(f"{unique_key}/acl.zip", ContentFile(b"x"))
+    assert not ExternalStorage().exists(f"{unique_key}/acl.zip")
+
+
+@pytest.mark.parametrize("store", sorted(CONTRACT_STORAGES))
+def test_gzip_compresses_listed_types_and_open_decompresses(
+    real_storage: DualStorageClient,
+    s3_servers: dict[str, LocalS3Server],
+    unique_key: str,
+    store: str,
+) -> None:
+    storage = CONTRACT_STORAGES[store](gzip=True)
+    css = b"body { color: red }\n" * 100
+    name = storage.save(f"{unique_key}/a.css", ContentFile(css))
+    response = _raw(s3_servers, storage).get_object(Bucket=storage.bucket_name, Key=name)
+    assert response["ContentEncoding"] == "gzip"
+    assert response["ContentType"] == "text/css"
+    assert gzip.decompress(response["Body"].read()) == css
+    with storage.open(name, "rb") as handle:
+        assert handle.read() == css
+    plain = storage.save(f"{unique_key}/a.bin", ContentFile(b"not compressed"))
+    response = _raw(s3_servers, storage).get_object(Bucket=storage.bucket_name, Key=plain)
+    assert "ContentEncoding" not in response
+    assert response["Body"].read() == b"not compressed"
+
+
+def test_gz_names_keep_their_content_encoding(
+    real_storage: DualStorageClient, s3_servers: dict[str, LocalS3Server], unique_key: str
+) -> None:
+    storage = ExternalStorage()
+    packed = gzip.compress(b"tar bytes")
+    name = storage.save(f"{unique_key}/data.tar.gz", ContentFile(packed))
+    head = _raw(s3_servers, storage).head_object(Bucket=storage.bucket_name, Key=name)
+    assert (head["ContentType"], head.get("ContentEncoding")) == ("application/x-tar", "gzip")
+    with storage.open(name, "rb") as handle:  # gzip off: the stored bytes, as S3Storage
+        assert handle.read() == packed
+
+
+class OverwritingStorage(ExternalStorage):
+    file_overwrite = True
+
+
+@pytest.mark.parametrize("how", ["class attribute", "setting"])
+def test_file_overwrite_follows_s3storage_precedence(
+    real_storage: DualStorageClient, settings: SettingsWrapper, unique_key: str, how: str
+) -> None:
+    name = f"{unique_key}/o.zip"
+    if how == "setting":
+        settings.AWS_S3_FILE_OVERWRITE = True
+        storage: ExternalStorage = ExternalStorage()
+    else:
+        storage = OverwritingStorage()
+    assert storage.save(name, ContentFile(b"1")) == name
+    assert storage.save(name, ContentFile(b"2")) == name
+    assert real_storage.external.get_bytes("training-datasets", name) == b"2"
+    # The constructor option wins over both, and the default stays "never overwrite".
+    for keeping in (
+        OverwritingStorage(file_overwrite=False),
+        ExternalStorage(file_overwrite=False),
+    ):
+        assert keeping.save(name, ContentFile(b"3")) != name
+    del settings.AWS_S3_FILE_OVERWRITE
+    assert ExternalStorage().save(name, ContentFile(b"4")) != name
+
+
+class LocatedStorage(InternalStorage):
+    location = "media"
+
+
+@pytest.mark.parametrize("how", ["option", "class attribute", "setting"])
+def test_location_is_refused_wherever_it_is_set(
+    real_storage: DualStorageClient, settings: SettingsWrapper, how: str
+) -> None:
+    with pytest.raises(ConfigurationError, match="location"):
+        if how == "option":
+            InternalStorage(location="media")
+        elif how == "class attribute":
+            LocatedStorage()
+        else:
+            settings.AWS_LOCATION = "media"
+            InternalStorage()
+    # An explicit empty location is accepted, and the app's own storages never take one.
+    settings.AWS_LOCATION = "media"
+    assert InternalStorage(location="").location == ""
+    assert weights_storage().location == "" and datasets_storage().location == ""
+
+
+def test_url_parameters_accepted_as_s3storage_accepts_them(
+    public_endpoint: str, unique_key: str
+) -> None:
+    storage = ExternalStorage()
+    name = storage.save(f"{unique_key}/v.zip", ContentFile(b"versioned"))
+    url = storage.url(name, parameters={"VersionId": "null", "ResponseCacheControl": "no-cache"})
+    assert "versionId=null" in url and "response-cache-control=no-cache" in url
+    for refused, why in [
+        ("SSECustomerKey", "header"),
+        ("IfMatch", "header"),
+        ("Range", "header"),
+        ("Bucket", "bucket"),
+    ]:
+        with pytest.raises(InvalidArgument, match=f"{refused}.*{why}"):
+            storage.url(name, parameters={refused: "x"})
