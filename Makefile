@@ -5,7 +5,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint typecheck pytest s3server clean
+.PHONY: run test lint typecheck pytest matrix wheel s3server clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -34,6 +34,16 @@ pytest: $(STAMP)
 	$(PY) scripts/pytest_on_postgres.py $(PYTEST_ARGS)
 
 test: lint typecheck pytest
+
+# The version matrix (noxfile.py): each (Python, Django) combination, the floors (every
+# runtime dependency at its declared lower bound) and the wheel check; `$(VENV)/bin/nox -l`
+# lists the sessions. NOX_ARGS picks some, e.g. NOX_ARGS="-t ci" (all but `make test`'s).
+matrix: $(STAMP)
+	$(VENV)/bin/nox $(NOX_ARGS)
+
+# Build the sdist and wheel, check them and run a user's project on the installed wheel.
+wheel: $(STAMP)
+	$(VENV)/bin/nox -s wheel
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache .coverage
