@@ -205,7 +205,8 @@ def test_one_registry_of_kinds_drives_the_models_and_stores() -> None:
         spec = REGISTRY[kind]
         assert (model.kind, model.__name__) == (kind, spec.model_name)
         assert model(name="x").store_name == spec.store
-        row = model(name="x")
+        # The fields that name a key segment (a job id, a schema name) get a value.
+        row = model(name="x", **{f: "x" for f in ("job_id", "framework") if hasattr(model, f)})
         assert row.file.field.generate_filename(row, "a.bin").split("/")[0] == spec.key_prefix
     assert kinds_on("external") == ("datasets",)
     assert kinds_on("internal") == ("weights", "checkpoints", "schemas")

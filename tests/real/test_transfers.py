@@ -16,6 +16,7 @@ from typing import Any
 
 import pytest
 from django.core.files.base import ContentFile, File
+from django.core.management import CommandError
 
 from dual_storage_app.client import DualStorageClient
 from dual_storage_app.exceptions import IntegrityError
@@ -255,9 +256,11 @@ def test_edge_sizes_are_stored_whole(
 
 
 @pytest.mark.django_db
-def test_empty_file_through_storage_model_and_command(
+def test_empty_file_through_storage_and_model_refused_by_the_command(
     real_storage: DualStorageClient, unique_key: str, tmp_path: Path
 ) -> None:
+    """The storages and the model store an empty file whole (the S3Storage contract);
+    the command refuses it as the admin's form does."""
     empty_sha = hashlib.sha256(b"").hexdigest()
     storage = ExternalStorage()
     assert storage.save(f"{unique_key}/empty.zip", ContentFile(b"")) == f"{unique_key}/empty.zip"
@@ -267,7 +270,6 @@ def test_empty_file_through_storage_model_and_command(
     assert (dataset.size, dataset.sha256) == (0, empty_sha)
     path = tmp_path / "empty.pth"
     path.write_bytes(b"")
-    run_with_stderr("dualstorage_upload", "weights", str(path))
-    weight = ModelWeight.objects.get()
-    assert (weight.size, weight.sha256) == (0, empty_sha)
-    assert real_storage.head("weights", weight.key).size == 0
+    with pytest.raises(CommandError, match=r"The submitted file is empty\."):
+        run_with_stderr("dualstorage_upload", "weights", str(path))
+    assert not ModelWeight.objects.exists()
