@@ -46,4 +46,4 @@ wheel: $(STAMP)
 	$(VENV)/bin/nox -s wheel
 
 clean:
-	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache .coverage
+	rm -rf $(VENV) var .nox .pytest_cache .mypy_cache .ruff_cache .coverage

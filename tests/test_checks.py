@@ -316,6 +316,8 @@ def test_other_ports_and_hosts_stay_different_servers(settings: SettingsWrapper)
         assert run_checks(settings, config, debug=False) == [], (internal, external)
 
 
+# Django 6.1's check of JSONField reads the database's features.
+@pytest.mark.django_db
 def test_manage_py_check_fails_on_bad_configuration(settings: SettingsWrapper) -> None:
     settings.DUAL_STORAGE = {k: v for k, v in VALID.items() if k != "INTERNAL_STORAGE_ENDPOINT"}
     with pytest.raises(SystemCheckError) as excinfo:
@@ -326,6 +328,8 @@ def test_manage_py_check_fails_on_bad_configuration(settings: SettingsWrapper) -
     assert EXTERNAL_SECRET not in str(excinfo.value)
 
 
+# Django 6.1's check of JSONField reads the database's features.
+@pytest.mark.django_db
 def test_manage_py_check_passes_on_valid_configuration(settings: SettingsWrapper) -> None:
     settings.DUAL_STORAGE = VALID
     out = StringIO()
@@ -333,6 +337,8 @@ def test_manage_py_check_passes_on_valid_configuration(settings: SettingsWrapper
     assert "no issues" in out.getvalue()
 
 
+# Django 6.1's check of JSONField reads the database's features.
+@pytest.mark.django_db
 def test_checks_make_no_network_io(
     settings: SettingsWrapper, monkeypatch: pytest.MonkeyPatch
 ) -> None:
