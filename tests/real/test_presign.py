@@ -133,8 +133,11 @@ def test_presign_parameters_cannot_retarget_the_link(
 ) -> None:
     store, bucket = real_storage.locate("datasets")
     key = f"{unique_key}/d.zip"
-    with pytest.raises(InvalidArgument, match="Bucket, Key"):
+    with pytest.raises(InvalidArgument) as refused:
         store.presign_get(bucket, key, 60, extra={"Bucket": "model-weights", "Key": "x"})
+    # Each refused parameter is named with its reason.
+    assert "Bucket (the bucket and key are the storage's own)" in str(refused.value)
+    assert "Key (the bucket and key are the storage's own)" in str(refused.value)
     url = store.presign_get(
         bucket, key, 60, extra={"ResponseContentDisposition": "attachment; filename=d.zip"}
     )
