@@ -24,6 +24,7 @@ from tqdm import tqdm
 
 from dual_storage_app.client import MAX_SCHEMA_BYTES, dual_storage, schema_problem
 from dual_storage_app.exceptions import ConfigurationError, DualStorageError
+from dual_storage_app.keys import validate_key
 from dual_storage_app.kinds import KINDS, ArtifactKind
 from dual_storage_app.models import ARTIFACT_MODELS, Artifact
 from dual_storage_app.store import Store
@@ -260,6 +261,11 @@ class StorageCommand(BaseCommand):
     ) -> Artifact | None:
         """The row with ``pk`` or ``key``; ``None`` for an unknown key unless ``required``."""
         model = ARTIFACT_MODELS[cast(ArtifactKind, kind)]
+        if key is not None:
+            # Refused before the lookup, as the store would refuse it: a key with NUL is
+            # not even a value PostgreSQL can compare.
+            store, bucket = dual_storage.locate(cast(ArtifactKind, kind))
+            validate_key(key, store=store.name, bucket=bucket)
         manager: Any = model._default_manager
         row = cast(
             "Artifact | None",
