@@ -22,6 +22,7 @@ import os
 import posixpath
 import shutil
 import tempfile
+import threading
 from datetime import datetime
 from typing import Any, ClassVar
 
@@ -56,15 +57,36 @@ _REFUSED_OPTIONS = frozenset(
         "security_token",
         "session_profile",
         "region_name",
-        "custom_domain",
     }
 )
 # Accepted only with this value, from an option, a class attribute or the setting alike
-# (S3Storage's precedence): a key prefix would make a storage's names differ from the keys
-# the client and the artifact rows use, and objects are never given ACLs.
-_NEUTRAL = {"location": ("", "AWS_LOCATION"), "default_acl": (None, "AWS_DEFAULT_ACL")}
+# (S3Storage's precedence), each with why: (value, setting, reason).
+_NEUTRAL = {
+    "location": (
+        "",
+        "AWS_LOCATION",
+        "keys are the bucket's keys, as the client and the artifact rows record them.",
+    ),
+    "default_acl": (
+        None,
+        "AWS_DEFAULT_ACL",
+        "objects are never given ACLs (the buckets are private).",
+    ),
+    "custom_domain": (
+        None,
+        "AWS_S3_CUSTOM_DOMAIN",
+        "links are presigned against the store's public endpoint "
+        "(EXTERNAL_STORAGE_PUBLIC_ENDPOINT), never served from another domain.",
+    ),
+}
 # Saves of one name racing each other: each lost race costs one attempt.
 _SAVE_ATTEMPTS = 10
+# Names get_available_name may probe before giving up: Django's loop has no bound, so a
+# store (or a proxy, or a test's mock) that reports every name as taken would hang it.
+_NAME_PROBES = 100
+_NO_FREE_NAME = "NoFreeName"
+# What is left of the current get_available_name's probes, per thread.
+_probes_left = threading.local()
 
 
 def _decompressed(compressed: Any) -> Any:
@@ -102,18 +124,12 @@ class _DualStorage(S3Storage):  # type: ignore[misc]
             )
         # S3Storage's precedence: option > class attribute > setting > default.
         super().__init__(**options)
-        for name, (neutral, setting_name) in _NEUTRAL.items():
+        for name, (neutral, setting_name, why) in _NEUTRAL.items():
             if getattr(self, name) != neutral:
                 raise ConfigurationError(
                     f"{type(self).__name__} does not take {name} {getattr(self, name)!r} "
-                    f"(from the option, a class attribute or {setting_name}): "
-                    + (
-                        "keys are the bucket's keys, as the client and the artifact rows "
-                        "record them."
-                        if name == "location"
-                        else "objects are never given ACLs (the buckets are private)."
-                    )
-                    + f" Pass {name}={neutral!r} to override the setting.",
+                    f"(from the option, a class attribute or {setting_name}): {why}"
+                    f" Pass {name}={neutral!r} to override the setting.",
                     store=self.store_name,
                 )
         if "ACL" in self.object_parameters:
@@ -206,8 +222,8 @@ class _DualStorage(S3Storage):  # type: ignore[misc]
         for attempt in range(_SAVE_ATTEMPTS):
             try:
                 return super().save(candidate, content, max_length)  # type: ignore[no-any-return]
-            except ObjectExists:
-                if attempt == _SAVE_ATTEMPTS - 1:
+            except ObjectExists as taken:
+                if attempt == _SAVE_ATTEMPTS - 1 or taken.code == _NO_FREE_NAME:
                     raise
                 directory, file_name = posixpath.split(str(name))
                 root, extension = posixpath.splitext(file_name)
@@ -263,15 +279,16 @@ class _DualStorage(S3Storage):  # type: ignore[misc]
         if set(mode) & set("wax+"):
             raise ValueError(f"{type(self).__name__} opens files read-only; use save().")
         store, bucket = self._location()
+        read = read_arguments(self.get_object_parameters(str(name)))
         local = tempfile.TemporaryFile()  # noqa: SIM115 - handed to the caller open
         try:
-            result = store.read_into(bucket, str(name), local)
+            result = store.read_into(bucket, str(name), local, extra_args=read)
             # A read-only handle on the same anonymous file: writes are refused.
             reader: Any = open(os.dup(local.fileno()), "rb")  # noqa: SIM115
         finally:
             local.close()
         reader.seek(0)
-        if self.gzip and store.head(bucket, result.key).content_encoding == "gzip":
+        if self.gzip and store.head(bucket, result.key, extra_args=read).content_encoding == "gzip":
             reader = _decompressed(reader)
         if "b" not in mode:
             reader = io.TextIOWrapper(reader, encoding="utf-8")
@@ -303,9 +320,31 @@ class _DualStorage(S3Storage):  # type: ignore[misc]
         return store.list_dir(bucket, f"{path.rstrip('/')}/" if path else "")
 
     def get_available_name(self, name: str, max_length: int | None = None) -> str:
+        """S3Storage's (so Django's) free name, after at most 100 probes: past that,
+        :class:`ObjectExists` (code ``NoFreeName``) rather than Django's endless loop."""
         store, bucket = self._location()
         validate_key(str(name), store=store.name, bucket=bucket)
-        return super().get_available_name(name, max_length)  # type: ignore[no-any-return]
+        _probes_left.count = _NAME_PROBES
+        try:
+            return super().get_available_name(name, max_length)  # type: ignore[no-any-return]
+        finally:
+            _probes_left.count = None
+
+    def is_name_available(self, name: str, max_length: int | None = None) -> bool:
+        left = getattr(_probes_left, "count", None)
+        if left is not None:
+            if left <= 0:
+                store, bucket = self._location()
+                raise ObjectExists(
+                    f"No free name like {name!r} after {_NAME_PROBES} tries: the store "
+                    "reports every alternative name as taken.",
+                    store=store.name,
+                    bucket=bucket,
+                    key=str(name),
+                    code=_NO_FREE_NAME,
+                )
+            _probes_left.count = left - 1
+        return super().is_name_available(name, max_length)  # type: ignore[no-any-return]
 
 
 @deconstructible
@@ -346,16 +385,16 @@ class ExternalStorage(_DualStorage):
 
 
 def weights_storage() -> InternalStorage:
-    return InternalStorage(kind="weights", location="", default_acl=None)
+    return InternalStorage(kind="weights", location="", default_acl=None, custom_domain=None)
 
 
 def checkpoints_storage() -> InternalStorage:
-    return InternalStorage(kind="checkpoints", location="", default_acl=None)
+    return InternalStorage(kind="checkpoints", location="", default_acl=None, custom_domain=None)
 
 
 def schemas_storage() -> InternalStorage:
-    return InternalStorage(kind="schemas", location="", default_acl=None)
+    return InternalStorage(kind="schemas", location="", default_acl=None, custom_domain=None)
 
 
 def datasets_storage() -> ExternalStorage:
-    return ExternalStorage(kind="datasets", location="", default_acl=None)
+    return ExternalStorage(kind="datasets", location="", default_acl=None, custom_domain=None)

@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import os
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, BinaryIO
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 from .hashing import PrefixHasher
 from .ranged_download import download_into
@@ -31,16 +31,27 @@ def has_descriptor(sink: object) -> bool:
 
 
 def download_to_descriptor(
-    client: S3Client, bucket: str, key: str, sink: BinaryIO
+    client: S3Client,
+    bucket: str,
+    key: str,
+    sink: BinaryIO,
+    extra_args: Mapping[str, Any] | None = None,
 ) -> tuple[int, str]:
     """Parallel ranged GETs ``pwrite`` into ``sink``'s file; a thread hashes behind them.
-    Returns ``(size, sha256)`` of the bytes written; ``sink`` is left at its end."""
+    Returns ``(size, sha256)`` of the bytes written; ``sink`` is left at its end.
+    ``extra_args`` go with every GET (an SSE-C key)."""
     sink.flush()
     fd = sink.fileno()
     hasher = PrefixHasher(fd)
     try:
         size = download_into(
-            client, bucket, key, fd, on_contiguous=hasher.advance, on_bytes=progress_callback()
+            client,
+            bucket,
+            key,
+            fd,
+            on_contiguous=hasher.advance,
+            on_bytes=progress_callback(),
+            extra_args=extra_args,
         )
     except BaseException:
         hasher.abandon()

@@ -270,10 +270,12 @@ class Store:
         sink: BinaryIO,
         *,
         expected_sha256: str | None = None,
+        extra_args: Mapping[str, Any] | None = None,
     ) -> TransferResult:
         """Stream ``bucket/key`` into ``sink``, a real file opened ``w+b`` (parallel
         ranged GETs written at their offsets), then verify it as :meth:`download` does;
-        ``sink`` is left at its end."""
+        ``sink`` is left at its end. ``extra_args`` go with every GET (the SSE-C key of an
+        object stored with one)."""
         key = validate_key(key, store=self.name, bucket=bucket)
         if not has_descriptor(sink):
             raise InvalidArgument(
@@ -283,15 +285,20 @@ class Store:
                 bucket=bucket,
                 key=key,
             )
-        return self._read_into(bucket, key, sink, expected_sha256)
+        return self._read_into(bucket, key, sink, expected_sha256, extra_args)
 
     def _read_into(
-        self, bucket: str, key: str, sink: BinaryIO, expected_sha256: str | None
+        self,
+        bucket: str,
+        key: str,
+        sink: BinaryIO,
+        expected_sha256: str | None,
+        extra_args: Mapping[str, Any] | None = None,
     ) -> TransferResult:
         client = self.client
         expected = expected_sha256 or recorded_sha256(client, self.config, bucket, key)
         with translated(self.config, "download", bucket, key):
-            size, sha256 = download_to_descriptor(client, bucket, key, sink)
+            size, sha256 = download_to_descriptor(client, bucket, key, sink, extra_args)
         result = TransferResult(self.name, bucket, key, size, sha256, "")
         check_sha256(self.config, result, expected)
         return result

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import os
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 from typing import TYPE_CHECKING, Any
 
@@ -43,10 +43,11 @@ def download_into(
     fd: int,
     on_contiguous: Callable[[int], None] = _ignore,
     on_bytes: Callable[[int], None] | None = None,
+    extra_args: Mapping[str, Any] | None = None,
 ) -> int:
     """Download ``bucket/key`` into ``fd`` with the transfer policy's part size, threads
-    and attempts; return the object's size. ``on_contiguous`` and ``on_bytes`` are as
-    for :class:`RangedDownload`."""
+    and attempts; return the object's size. ``on_contiguous``, ``on_bytes`` and
+    ``extra_args`` are as for :class:`RangedDownload`."""
     return RangedDownload(
         client,
         bucket,
@@ -57,6 +58,7 @@ def download_into(
         attempts=DOWNLOAD_ATTEMPTS,
         on_contiguous=on_contiguous,
         on_bytes=on_bytes or _ignore,
+        extra_args=extra_args,
     ).run()
 
 
@@ -64,7 +66,8 @@ class RangedDownload:
     """Download ``bucket/key`` into ``fd`` with ``threads`` parallel ranged GETs of
     ``part_size`` bytes. ``on_contiguous(end)`` hears how far the file is complete from
     byte 0 (for a hasher that follows); ``on_bytes(count)`` hears every block written, as
-    an increment, from the worker threads (for a progress bar)."""
+    an increment, from the worker threads (for a progress bar). ``extra_args`` go with
+    every GET (the SSE-C key of an object stored with one)."""
 
     def __init__(
         self,
@@ -78,8 +81,10 @@ class RangedDownload:
         attempts: int,
         on_contiguous: Callable[[int], None],
         on_bytes: Callable[[int], None] = _ignore,
+        extra_args: Mapping[str, Any] | None = None,
     ) -> None:
         self._client, self._bucket, self._key, self._fd = client, bucket, key, fd
+        self._extra: dict[str, Any] = dict(extra_args or {})
         self._part_size, self._threads, self._attempts = part_size, threads, attempts
         self._on_contiguous, self._on_bytes = on_contiguous, on_bytes
         self._lock = threading.Lock()
@@ -119,7 +124,7 @@ class RangedDownload:
         return size
 
     def _empty_object(self) -> int:
-        response = self._client.get_object(Bucket=self._bucket, Key=self._key)
+        response = self._client.get_object(Bucket=self._bucket, Key=self._key, **self._extra)
         data = response["Body"].read()
         os.pwrite(self._fd, data, 0)
         self._on_bytes(len(data))
@@ -127,12 +132,10 @@ class RangedDownload:
         return len(data)
 
     def _get(self, start: int, end: int, etag: str | None) -> Any:
-        byte_range = f"bytes={start}-{end}"
-        if etag is None:
-            return self._client.get_object(Bucket=self._bucket, Key=self._key, Range=byte_range)
-        return self._client.get_object(
-            Bucket=self._bucket, Key=self._key, Range=byte_range, IfMatch=etag
-        )
+        arguments = {"Range": f"bytes={start}-{end}", **self._extra}
+        if etag is not None:
+            arguments["IfMatch"] = etag
+        return self._client.get_object(Bucket=self._bucket, Key=self._key, **arguments)
 
     def _write_part(self, start: int, end: int, etag: str | None, response: Any = None) -> None:
         position = start

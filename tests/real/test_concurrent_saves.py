@@ -184,3 +184,37 @@ def test_a_name_that_prefixes_other_keys_is_saved_under_a_free_name(
     location, bucket = real_storage.locate("weights")
     assert location.get_bytes(bucket, name) == b"outer"
     assert location.get_bytes(bucket, inner) == b"inner"
+
+
+class EverythingTaken(ExternalStorage):
+    """A store (or a proxy in front of it) that reports every name as taken."""
+
+    probes = 0
+
+    def exists(self, name: str) -> bool:
+        type(self).probes += 1
+        return True
+
+
+def test_a_store_that_reports_every_name_taken_ends_the_search(
+    real_storage: DualStorageClient, unique_key: str
+) -> None:
+    # Django's get_available_name loops until a name is free: here, for ever. Ours gives
+    # up after 100 names with ObjectExists (NoFreeName), and save() does not retry it.
+    outcome: list[BaseException | str] = []
+
+    def save() -> None:
+        try:
+            outcome.append(EverythingTaken().save(f"{unique_key}/taken.zip", ContentFile(b"x")))
+        except BaseException as exc:
+            outcome.append(exc)
+
+    worker = threading.Thread(target=save, daemon=True)
+    worker.start()
+    worker.join(timeout=30)
+    assert not worker.is_alive(), "get_available_name is still looking for a free name"
+    error = outcome[0]
+    assert isinstance(error, ObjectExists) and error.code == "NoFreeName"
+    assert "after 100 tries" in str(error) and error.key is not None
+    assert EverythingTaken.probes == 100
+    assert list(real_storage.list_objects("datasets", prefix=f"{unique_key}/")) == []

@@ -318,6 +318,9 @@ def test_object_parameters_reach_the_store(
     # exists() and size() send the SSE-C key a HEAD of such an object needs.
     assert storage.exists(name)
     assert storage.size(name) == 1
+    # open() sends it with every GET of the verified download (it could not read it back).
+    with storage.open(name, "rb") as handle:
+        assert handle.read() == b"p"
 
 
 def test_acl_parameters_stay_refused(real_storage: DualStorageClient, unique_key: str) -> None:
@@ -414,6 +417,34 @@ def test_location_is_refused_wherever_it_is_set(
     settings.AWS_LOCATION = "media"
     assert InternalStorage(location="").location == ""
     assert weights_storage().location == "" and datasets_storage().location == ""
+
+
+class CustomDomainStorage(ExternalStorage):
+    custom_domain = "cdn.example.com"
+
+
+@pytest.mark.parametrize("how", ["option", "class attribute", "setting"])
+def test_custom_domain_is_refused_wherever_it_is_set(
+    real_storage: DualStorageClient, settings: SettingsWrapper, unique_key: str, how: str
+) -> None:
+    # S3Storage would serve url() from that domain; ours presign on the public endpoint, so
+    # a custom domain set anywhere is refused rather than silently ignored.
+    with pytest.raises(ConfigurationError, match="custom_domain"):
+        if how == "option":
+            ExternalStorage(custom_domain="cdn.example.com")
+        elif how == "class attribute":
+            CustomDomainStorage()
+        else:
+            settings.AWS_S3_CUSTOM_DOMAIN = "cdn.example.com"
+            ExternalStorage()
+    # A project that sets it for its other S3 storages still builds ours: the callables
+    # pass None, as may a STORAGES alias.
+    settings.AWS_S3_CUSTOM_DOMAIN = "cdn.example.com"
+    storage = datasets_storage()
+    assert ExternalStorage(custom_domain=None).custom_domain is None
+    name = storage.save(f"{unique_key}/cdn.zip", ContentFile(b"z"))
+    assert "cdn.example.com" not in storage.url(name)
+    assert fetch(storage.url(name)) == b"z"
 
 
 def test_url_parameters_accepted_as_s3storage_accepts_them(
