@@ -127,8 +127,22 @@ def test_seed_refuses_an_unknown_folder_naming_it(
     with pytest.raises(CommandError) as caught:
         run("dualstorage_seed", str(folder))
     message = str(caught.value)
-    assert "Unknown folder(s)" in message and "dataset/, weigths/;" in message
+    assert "unknown folder(s) dataset/, weigths/ in" in message
     assert "weights/, checkpoints/, schemas/, datasets/" in message and ".git" not in message
+    assert nothing_stored()
+
+
+def test_seed_refuses_loose_files_naming_them(
+    real_storage: DualStorageClient, tmp_path: Path
+) -> None:
+    # A file beside the kinds' folders was silently left out: the user believed it seeded.
+    folder = make_seed_folder(tmp_path / "seed")
+    (folder / "resnet50.pth").write_bytes(b"w")
+    (folder / ".DS_Store").write_bytes(b"x")  # hidden: ignored
+    with pytest.raises(CommandError) as caught:
+        run("dualstorage_seed", str(folder))
+    message = str(caught.value)
+    assert "loose file(s) resnet50.pth in" in message and ".DS_Store" not in message
     assert nothing_stored()
 
 

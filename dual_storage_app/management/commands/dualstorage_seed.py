@@ -111,10 +111,17 @@ def plan(folder: Path) -> list[SeedItem]:
         for entry in folder.iterdir()
         if entry.is_dir() and not entry.name.startswith(".") and entry.name not in PLANNERS
     )
-    if unknown:
+    loose = sorted(
+        entry.name
+        for entry in folder.iterdir()
+        if not entry.is_dir() and not entry.name.startswith(".")
+    )
+    if unknown or loose:
+        found = [f"unknown folder(s) {', '.join(unknown)}"] if unknown else []
+        found += [f"loose file(s) {', '.join(loose)}"] if loose else []
         raise CommandError(
-            f"Unknown folder(s) in {str(folder)!r}: {', '.join(unknown)}; a seed folder "
-            f"holds only {expected} (names starting with '.' are ignored)."
+            f"{'; '.join(found)} in {str(folder)!r}: a seed folder holds only {expected} "
+            "(names starting with '.' are ignored)."
         )
     present = [kind for kind in KINDS if (folder / kind).is_dir()]
     if not present:
@@ -134,12 +141,12 @@ class Command(StorageCommand):
         "named by its path below that folder (e.g. 'yolo/v8n.pt'); every file under "
         "FOLDER/checkpoints/<job id>/ a training checkpoint of that job; every "
         "FOLDER/schemas/<framework>.json the config schema of <framework> (it must be "
-        "valid JSON). Empty files and other folders are refused before anything is "
-        "stored; names starting with '.' are ignored. Idempotent: a file whose SHA-256 "
-        "equals the stored row of that name (schemas: framework; checkpoints: job and "
-        "name) is skipped; a changed file replaces that row's file (the old object is "
-        "deleted after commit); a new file creates a row. Reports created, replaced and "
-        "skipped counts."
+        "valid JSON). Empty files, other folders and loose files beside them are refused "
+        "before anything is stored; names starting with '.' are ignored. Idempotent: a "
+        "file whose SHA-256 equals the stored row of that name (schemas: framework; "
+        "checkpoints: job and name) is skipped; a changed file replaces that row's file "
+        "(the old object is deleted after commit); a new file creates a row. Reports "
+        "created, replaced and skipped counts."
     )
 
     def add_arguments(self, parser: CommandParser) -> None:
