@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import logging
 import weakref
+from collections.abc import Callable
 from typing import Any
 
 from django.db import connections, transaction
@@ -28,8 +29,9 @@ from .store import Store
 logger = logging.getLogger(__name__)
 
 
-def delete_on_rollback(store: Store, bucket: str, key: str, *, using: str) -> None:
-    """Delete ``bucket/key`` if the current transaction or savepoint rolls back."""
+def on_rollback(callback: Callable[[], None], *, using: str) -> None:
+    """Run ``callback`` if the current transaction or savepoint rolls back (never in
+    autocommit mode, where nothing can roll back)."""
     if not connections[using].in_atomic_block:
         return
     state = {"committed": False}
@@ -43,17 +45,22 @@ def delete_on_rollback(store: Store, bucket: str, key: str, *, using: str) -> No
     # rollback. The entry has the shape Django's on_commit() appends (Django >= 4.2).
     entry: Any = (set(connection.savepoint_ids), mark_committed, True)
     connection.run_on_commit.insert(0, entry)
-    weakref.finalize(mark_committed, _delete_unless_committed, state, store, bucket, key)
+    weakref.finalize(mark_committed, _run_unless_committed, state, callback)
+
+
+def _run_unless_committed(state: dict[str, bool], callback: Callable[[], None]) -> None:
+    if not state["committed"]:
+        callback()
+
+
+def delete_on_rollback(store: Store, bucket: str, key: str, *, using: str) -> None:
+    """Delete ``bucket/key`` if the current transaction or savepoint rolls back."""
+    on_rollback(lambda: delete_quietly(store, bucket, key), using=using)
 
 
 def delete_on_commit(store: Store, bucket: str, key: str, *, using: str) -> None:
     """Delete ``bucket/key`` once the current transaction commits (now, in autocommit)."""
     transaction.on_commit(lambda: delete_quietly(store, bucket, key), using=using, robust=True)
-
-
-def _delete_unless_committed(state: dict[str, bool], store: Store, bucket: str, key: str) -> None:
-    if not state["committed"]:
-        delete_quietly(store, bucket, key)
 
 
 def delete_quietly(store: Store, bucket: str, key: str) -> None:

@@ -16,7 +16,7 @@ import threading
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, Protocol
 
 from django.core.signals import setting_changed
 from django.dispatch import receiver
@@ -24,13 +24,44 @@ from django.dispatch import receiver
 from .config.loading import load_config
 from .config.sources import SETTINGS_KEY
 from .config.stores import DualStorageSettings
-from .exceptions import InvalidArgument, InvalidKey
+from .exceptions import (
+    CatalogError,
+    ConfigurationError,
+    DualStorageError,
+    InvalidArgument,
+    InvalidKey,
+)
 from .keys import segment_problem, validate_key
 from .kinds import KINDS, ArtifactKind, StoreName
 from .store import ObjectInfo, Store, TransferResult
 from .store.schema_cache import schema_cache
 
 SCHEMA_CONTENT_TYPE = "application/json"
+
+
+class Catalog(Protocol):
+    """Where client writes are recorded: the artifact rows (:mod:`.catalog`, installed
+    when Django is ready). The client knows only this protocol, so it never imports the
+    models, and a process without Django records nothing."""
+
+    def record(self, kind: ArtifactKind, store: Store, result: TransferResult) -> None:
+        """Create or update the row of ``result``'s bucket and key, which ``store`` holds."""
+
+    def forget(self, kind: ArtifactKind, key: str) -> None:
+        """Delete the rows of a deleted object."""
+
+    def write_schema(self, framework: str, data: bytes) -> TransferResult:
+        """Store ``data`` as a new version of ``framework``'s schema row and publish it as
+        ``<framework>.json``; return what was published."""
+
+
+_catalog: Catalog | None = None
+
+
+def install_catalog(catalog: Catalog | None) -> None:
+    """Record every client write in ``catalog`` from now on (``None``: record nothing)."""
+    global _catalog
+    _catalog = catalog
 
 
 @dataclass(frozen=True)
@@ -95,11 +126,37 @@ class DualStorageClient:
         store = bound.internal if store_config.name == "internal" else bound.external
         return store, store_config.buckets[kind]
 
+    # -- the catalog ------------------------------------------------------------
+
+    def catalog(self) -> Catalog | None:
+        """The catalog this client's writes are recorded in: the installed one, unless
+        ``RECORD_CATALOG`` is false."""
+        return _catalog if self.config.record_catalog else None
+
+    def _recorded(self, kind: ArtifactKind, store: Store, result: TransferResult) -> TransferResult:
+        """Record ``result`` in the catalog, if any; the object is kept if that fails."""
+        catalog = self.catalog()
+        if catalog is not None:
+            try:
+                catalog.record(kind, store, result)
+            except Exception as exc:
+                raise CatalogError(
+                    f"Stored {result.key!r} in bucket {result.bucket!r} on the "
+                    f"{result.store} store, but could not record its row "
+                    f"({type(exc).__name__}: {exc}); the object is kept: repeat the write, "
+                    "or run `manage.py dualstorage_adopt`.",
+                    store=result.store,
+                    bucket=result.bucket,
+                    key=result.key,
+                ) from exc
+        return result
+
     # -- internal: weights and checkpoints -------------------------------------
 
     def upload_weight(self, file_path: Path | str, weight_key: str) -> TransferResult:
         store, bucket = self.locate("weights")
-        return store.upload_file(bucket, weight_key, Path(file_path))
+        result = store.upload_file(bucket, weight_key, Path(file_path))
+        return self._recorded("weights", store, result)
 
     def download_weight(self, weight_key: str, dest_path: Path | str) -> TransferResult:
         store, bucket = self.locate("weights")
@@ -107,7 +164,8 @@ class DualStorageClient:
 
     def upload_checkpoint(self, file_path: Path | str, checkpoint_key: str) -> TransferResult:
         store, bucket = self.locate("checkpoints")
-        return store.upload_file(bucket, checkpoint_key, Path(file_path))
+        result = store.upload_file(bucket, checkpoint_key, Path(file_path))
+        return self._recorded("checkpoints", store, result)
 
     def download_checkpoint(self, checkpoint_key: str, dest_path: Path | str) -> TransferResult:
         store, bucket = self.locate("checkpoints")
@@ -116,11 +174,27 @@ class DualStorageClient:
     # -- internal: config schemas ----------------------------------------------
 
     def upload_schema(self, framework: str, schema: bytes | str) -> TransferResult:
-        """Store ``schema`` as ``<framework>.json``; this process's next read sees it."""
+        """Store ``schema`` as ``<framework>.json``; this process's next read sees it.
+        With the catalog, it is a new version of the framework's ``ConfigSchema`` row,
+        published as ``<framework>.json`` at once (put back if the transaction rolls back)."""
         data = schema.encode("utf-8") if isinstance(schema, str) else bytes(schema)
         store, bucket = self.locate("schemas")
         key = schema_key(framework)
         validate_schema_json(data, framework)  # get_schema() must never serve broken JSON
+        catalog = self.catalog()
+        if catalog is not None:
+            try:
+                return catalog.write_schema(framework, data)
+            except (DualStorageError, ConfigurationError):
+                raise
+            except Exception as exc:  # the database: the row, so the version, failed
+                raise CatalogError(
+                    f"Could not record the schema {framework!r} ({type(exc).__name__}: "
+                    f"{exc}); nothing was published.",
+                    store=store.name,
+                    bucket=bucket,
+                    key=key,
+                ) from exc
         try:
             return store.upload(bucket, key, io.BytesIO(data), content_type=SCHEMA_CONTENT_TYPE)
         finally:
@@ -138,7 +212,7 @@ class DualStorageClient:
 
     def upload_dataset(self, file_obj: BinaryIO, dataset_key: str) -> TransferResult:
         store, bucket = self.locate("datasets")
-        return store.upload(bucket, dataset_key, file_obj)
+        return self._recorded("datasets", store, store.upload(bucket, dataset_key, file_obj))
 
     def download_dataset(self, dataset_key: str, dest_path: Path | str) -> TransferResult:
         store, bucket = self.locate("datasets")
@@ -164,12 +238,16 @@ class DualStorageClient:
         return store.head(bucket, key)
 
     def delete(self, kind: ArtifactKind, key: str) -> None:
+        """Delete the object, then (with the catalog) the rows that pointed at it."""
         store, bucket = self.locate(kind)
         try:
             store.delete(bucket, key)
         finally:
             if kind == "schemas":
                 schema_cache.invalidate(store, bucket, key)
+        catalog = self.catalog()
+        if catalog is not None:
+            catalog.forget(kind, key)
 
     def list_objects(self, kind: ArtifactKind, prefix: str = "") -> Iterator[ObjectInfo]:
         """Objects of ``kind`` whose key starts with ``prefix``, lazily, page by page."""

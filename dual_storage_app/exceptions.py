@@ -132,3 +132,9 @@ def safe_reason(
 class ObjectExists(DualStorageError, FileExistsError):
     """A write that must not replace an object (``If-None-Match: *``) found the key taken:
     another save claimed the name first. Nothing of this write was stored."""
+
+
+class CatalogError(DualStorageError):
+    """The object was stored, but its artifact row could not be recorded (the database
+    failed). The object is kept: repeating the write records it, and
+    ``manage.py dualstorage_adopt`` registers objects that have no row."""

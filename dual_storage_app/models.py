@@ -10,9 +10,11 @@ kind, and the prefix of its keys, come from :mod:`.kinds`.
 
 from __future__ import annotations
 
+import logging
 import posixpath
 import unicodedata
 import uuid
+from functools import partial
 from typing import Any, ClassVar
 
 from django.conf import settings
@@ -24,7 +26,7 @@ from django.db.models.signals import post_delete
 from django.dispatch import receiver
 from django.utils.text import get_valid_filename
 
-from ._consistency import delete_on_commit, delete_on_rollback, delete_quietly
+from ._consistency import delete_on_commit, delete_on_rollback, delete_quietly, on_rollback
 from .client import MAX_SCHEMA_BYTES, dual_storage, schema_key, schema_problem
 from .exceptions import (
     ConfigurationError,
@@ -39,6 +41,8 @@ from .storages import checkpoints_storage, datasets_storage, schemas_storage, we
 from .store import Store
 from .store.schema_cache import schema_cache
 from .store.transfer import guess_content_type
+
+logger = logging.getLogger(__name__)
 
 _MAX_NAME_BYTES = 200  # well under the 255-byte segment limit
 
@@ -257,8 +261,9 @@ def _valid_schema_name(value: str) -> None:
 
 class ConfigSchema(Artifact):
     """A framework's schema. Each version has its own key; the current one is also
-    published (server-side copy, after commit) as ``<framework>.json``, which is what
-    ``dual_storage.get_schema(framework)`` reads."""
+    published (server-side copy, at save; put back as it was if the transaction rolls
+    back) as ``<framework>.json``, which is what ``dual_storage.get_schema(framework)``
+    reads."""
 
     kind = "schemas"
     file = ArtifactFileField(storage=schemas_storage, upload_to=_schemas_key, max_length=1024)
@@ -278,14 +283,26 @@ class ConfigSchema(Artifact):
             )
         using = kwargs.get("using") or router.db_for_write(type(self), instance=self)
         manager: Any = type(self)._default_manager
-        stored = manager.using(using).filter(pk=self.pk).values_list("framework", flat=True)
-        previous_framework = stored.first() if self.pk is not None else None
+        stored = manager.using(using).filter(pk=self.pk).values_list("framework", "file")
+        previous = stored.first() if self.pk is not None else None
+        previous_framework, previous_key = previous or (None, None)
         new_version = _is_pending(self.file)
         super().save(*args, **kwargs)
         renamed = previous_framework is not None and previous_framework != self.framework
         if new_version or renamed:
-            key, framework = self.key, self.framework
-            transaction.on_commit(lambda: _publish_schema(key, framework), using=using, robust=True)
+            # Published now, so this process's next get_schema() reads it even inside a
+            # transaction (a request's, a test's); a rollback puts back what was there.
+            store, bucket = self.location()
+            _publish_schema(store, bucket, self.key, self.framework)
+            restore = partial(
+                _restore_publication,
+                store,
+                bucket,
+                self.framework,
+                previous_framework,
+                previous_key,
+            )
+            on_rollback(restore, using=using)
         if renamed:
             _unpublish_schema_on_commit(str(previous_framework), using)
 
@@ -311,10 +328,29 @@ class ConfigSchema(Artifact):
         return schema_problem(data if isinstance(data, bytes) else data.encode("utf-8"))
 
 
-def _publish_schema(version_key: str, framework: str) -> None:
-    store, bucket = dual_storage.locate("schemas")
+def _publish_schema(store: Store, bucket: str, version_key: str, framework: str) -> None:
     try:
         store.copy(bucket, version_key, f"{framework}.json")
+    finally:
+        schema_cache.invalidate(store, bucket, f"{framework}.json")
+
+
+def _restore_publication(
+    store: Store,
+    bucket: str,
+    framework: str,
+    previous_framework: str | None,
+    previous_key: str | None,
+) -> None:
+    """After a rollback: ``<framework>.json`` serves the version the row still points
+    at (its object is deleted only after a commit), or goes if the row had none."""
+    try:
+        if previous_key and previous_framework == framework:
+            _publish_schema(store, bucket, previous_key, framework)
+        else:
+            delete_quietly(store, bucket, f"{framework}.json")
+    except DualStorageError as exc:
+        logger.error("Could not restore the schema %r after a rollback: %s", framework, exc)
     finally:
         schema_cache.invalidate(store, bucket, f"{framework}.json")
 

@@ -47,7 +47,10 @@ REPO_ROOT = Path(__file__).resolve().parent.parent  # the checkout: manage.py, b
 
 
 def real_settings(servers: dict[str, LocalS3Server], **extra: str) -> dict[str, str]:
-    return store_settings(S3Servers(**servers), **extra)
+    """Settings for both real servers. The client's transfer tests leave the catalog off
+    (``RECORD_CATALOG``), so they need no database; the catalog's own tests
+    (``tests/real/test_catalog.py``) use the default, on."""
+    return store_settings(S3Servers(**servers), **{"RECORD_CATALOG": "false", **extra})
 
 
 MakeFile = Callable[..., Path]
@@ -325,6 +328,7 @@ MOTO_SETTINGS: dict[str, str | None] = {
     "EXTERNAL_STORAGE_ACCESS_KEY": MOTO_ACCESS_KEY,
     "EXTERNAL_STORAGE_SECRET_KEY": MOTO_SECRET_KEY,
     "EXTERNAL_STORAGE_REGION": "us-east-1",
+    "RECORD_CATALOG": "false",  # the catalog is proven on the real servers
 }
 
 

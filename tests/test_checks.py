@@ -15,6 +15,8 @@ from django.core.management.base import SystemCheckError
 from pytest_django import Settings as SettingsWrapper
 
 from dual_storage_app.checks import check_configuration
+from dual_storage_app.config.loading import load_config
+from tests.helpers import MOTO_SETTINGS
 
 INTERNAL_SECRET = "int-secret-Qw3rTy9Z"
 EXTERNAL_SECRET = "ext-secret-Mn8bVc2X"
@@ -378,3 +380,23 @@ def test_e009_bad_region(settings: SettingsWrapper, region: str) -> None:
 @pytest.mark.parametrize("region", ["us-east-1", "eu-central-1", "auto"])
 def test_good_regions_pass(settings: SettingsWrapper, region: str) -> None:
     assert run_checks(settings, {**VALID, "EXTERNAL_STORAGE_REGION": region}) == []
+
+
+@pytest.mark.parametrize("value", ["maybe", "2", "enabled"])
+def test_record_catalog_must_be_a_boolean(settings: SettingsWrapper, value: str) -> None:
+    settings.DUAL_STORAGE = {**MOTO_SETTINGS, "RECORD_CATALOG": value}
+    messages = [m for m in check_configuration() if m.id == "dual_storage_app.E011"]
+    assert len(messages) == 1 and repr(value) in messages[0].msg
+    assert messages[0].hint and "true" in messages[0].hint
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [(True, True), (False, False), ("off", False), ("YES", True), ("1", True), ("0", False)],
+)
+def test_record_catalog_takes_booleans_and_their_words(
+    settings: SettingsWrapper, value: object, expected: bool
+) -> None:
+    settings.DUAL_STORAGE = {**MOTO_SETTINGS, "RECORD_CATALOG": value}
+    assert not [m for m in check_configuration() if m.id == "dual_storage_app.E011"]
+    assert load_config().record_catalog is expected

@@ -9,7 +9,7 @@ from ..kinds import REGISTRY, ArtifactKind, StoreName
 from .providers import PROFILES, detect_provider
 from .sources import Resolved, legacy_names, resolve, setting_name
 from .stores import DualStorageSettings, StoreConfig
-from .validation import find_problems
+from .validation import find_problems, parse_flag
 
 
 def load_config(
@@ -31,6 +31,7 @@ def load_config(
         external=build_store_config("external", values),
         legacy_names=legacy_names(values),
         schema_cache_seconds=float(values["SCHEMA_CACHE_SECONDS"].value or 0),
+        record_catalog=bool(parse_flag(values["RECORD_CATALOG"].value)),
     )
 
 

@@ -20,6 +20,10 @@ process's cache without asking the store; after that a read revalidates it with 
 conditional GET. ``0`` revalidates on every read (see
 :mod:`dual_storage_app.store.schema_cache`).
 
+``RECORD_CATALOG`` (default ``true``): where the app's models are installed and Django is
+set up, every write through the client records or updates the artifact row of its bucket
+and key (:mod:`dual_storage_app.catalog`); ``false`` turns that off.
+
 Reading settings never touches the network. Problems are found by :mod:`.validation`
 and reported by Django's system checks, or raised as ``ConfigurationError`` by
 :func:`.loading.load_config`.
@@ -52,6 +56,7 @@ DEFAULTS: dict[str, str | None] = {
     "EXTERNAL_STORAGE_PUBLIC_ENDPOINT": None,
     **{spec.bucket_setting: spec.default_bucket for spec in REGISTRY.values()},
     "SCHEMA_CACHE_SECONDS": "5",
+    "RECORD_CATALOG": "true",
 }
 LEGACY_FALLBACKS: dict[str, str] = {
     "INTERNAL_STORAGE_ENDPOINT": "AWS_S3_ENDPOINT_URL",

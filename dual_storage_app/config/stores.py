@@ -37,6 +37,7 @@ class DualStorageSettings:
     external: StoreConfig
     legacy_names: tuple[str, ...] = ()
     schema_cache_seconds: float = DEFAULT_SCHEMA_CACHE_SECONDS
+    record_catalog: bool = True  # client writes record their artifact rows
 
     def store(self, name: StoreName) -> StoreConfig:
         return self.internal if name == "internal" else self.external

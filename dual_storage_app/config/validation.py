@@ -41,6 +41,7 @@ def find_problems(values: Mapping[str, Resolved], *, production: bool = False) -
         problems += _store_problems(store, values)
     problems += _bucket_problems(values, production=production)
     problems += _schema_cache_problems(values)
+    problems += _record_catalog_problems(values)
     legacy = legacy_names(values)
     if legacy:
         problems.append(
@@ -208,6 +209,32 @@ def _schema_cache_problems(values: Mapping[str, Resolved]) -> list[Problem]:
             "a number of seconds >= 0.",
             f"Set {where_to_set(resolved.name)} to how long get_schema() may serve a schema "
             "from memory, e.g. 5; 0 revalidates with the store on every read.",
+        )
+    ]
+
+
+TRUE_WORDS = frozenset({"true", "1", "yes", "on"})
+FALSE_WORDS = frozenset({"false", "0", "no", "off"})
+
+
+def parse_flag(value: str | None) -> bool | None:
+    """``"true"``/``"1"``/``"yes"``/``"on"`` -> True, their opposites -> False (any case),
+    anything else -> None."""
+    word = (value or "").strip().lower()
+    return True if word in TRUE_WORDS else False if word in FALSE_WORDS else None
+
+
+def _record_catalog_problems(values: Mapping[str, Resolved]) -> list[Problem]:
+    """E011: ``RECORD_CATALOG`` must be a boolean."""
+    resolved = values["RECORD_CATALOG"]
+    if parse_flag(resolved.value) is not None:
+        return []
+    return [
+        Problem(
+            "dual_storage_app.E011",
+            f"RECORD_CATALOG from {resolved.origin} is {resolved.value!r}, which is not a boolean.",
+            f"Set {where_to_set(resolved.name)} to true (client writes record their "
+            "artifact rows) or false.",
         )
     ]
 

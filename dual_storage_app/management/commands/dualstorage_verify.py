@@ -6,6 +6,7 @@ from typing import Any, cast
 
 from django.core.management.base import CommandError, CommandParser
 
+from dual_storage_app.catalog import is_publication
 from dual_storage_app.exceptions import DualStorageError, ObjectNotFound
 from dual_storage_app.kinds import KINDS, ArtifactKind
 from dual_storage_app.management._common import (
@@ -89,7 +90,7 @@ class Command(StorageCommand):
         found: list[dict[str, Any]] = []
         with command_errors():
             for info in store.list(bucket):
-                if info.key not in known and not (kind == "schemas" and "/" not in info.key):
+                if info.key not in known and not is_publication(cast(ArtifactKind, kind), info.key):
                     found.append({"kind": kind, "key": info.key, "problem": "orphan: no row"})
                     self.note(self.style.WARNING(f"{kind} {info.key}: orphan (no row)"))
         return found
