@@ -6,9 +6,9 @@ from collections.abc import Mapping
 
 from ..exceptions import ConfigurationError
 from ..kinds import REGISTRY, ArtifactKind, StoreName
-from .providers import PROFILES, detect_provider
-from .sources import Resolved, legacy_names, resolve, setting_name
-from .stores import DualStorageSettings, StoreConfig
+from .providers import PROFILES, Prices, ProviderProfile, detect_provider
+from .sources import PRICE_ITEMS, Resolved, legacy_names, resolve, setting_name
+from .stores import DualStorageSettings, RetentionDefaults, StoreConfig
 from .validation import find_problems, parse_flag
 
 
@@ -32,7 +32,39 @@ def load_config(
         legacy_names=legacy_names(values),
         schema_cache_seconds=float(values["SCHEMA_CACHE_SECONDS"].value or 0),
         record_catalog=bool(parse_flag(values["RECORD_CATALOG"].value)),
+        retention=_retention(values),
     )
+
+
+def _optional_int(resolved: Resolved) -> int | None:
+    return int(resolved.value) if resolved.value not in (None, "") else None
+
+
+def _retention(values: Mapping[str, Resolved]) -> RetentionDefaults:
+    return RetentionDefaults(
+        keep_last=_optional_int(values["RETENTION_KEEP_LAST"]),
+        keep_best=_optional_int(values["RETENTION_KEEP_BEST"]),
+        metric=values["RETENTION_METRIC"].value or None,
+        metric_mode=(values["RETENTION_METRIC_MODE"].value or "min").lower(),
+    )
+
+
+def _prices(
+    store: StoreName, provider: ProviderProfile, values: Mapping[str, Resolved]
+) -> tuple[Prices, dict[str, str]]:
+    """The store's prices: each set one, else the provider's list price; and where each
+    came from."""
+    chosen: dict[str, float] = {}
+    origins: dict[str, str] = {}
+    for item, attribute in PRICE_ITEMS.items():
+        resolved = values[setting_name(store, f"PRICE_{item}")]
+        if resolved.value not in (None, ""):
+            chosen[attribute] = float(str(resolved.value))
+            origins[attribute] = resolved.origin
+        else:
+            chosen[attribute] = getattr(provider.prices, attribute)
+            origins[attribute] = f"the {provider.name} profile's list price"
+    return Prices(**chosen), origins
 
 
 def build_store_config(store: StoreName, values: Mapping[str, Resolved]) -> StoreConfig:
@@ -49,8 +81,11 @@ def build_store_config(store: StoreName, values: Mapping[str, Resolved]) -> Stor
         for kind, spec in REGISTRY.items()
         if spec.store == store
     }
+    prices, price_origins = _prices(store, provider, values)
     return StoreConfig(
         name=store,
+        prices=prices,
+        price_origins=price_origins,
         endpoint_url=endpoint.rstrip("/"),
         access_key=get("ACCESS_KEY") or "",
         secret_key=get("SECRET_KEY") or "",

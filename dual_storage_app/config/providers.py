@@ -26,6 +26,18 @@ ChecksumMode = Literal["when_required", "when_supported"]
 
 
 @dataclass(frozen=True)
+class Prices:
+    """What a store costs, in US dollars: storage per GB-month (GB = 2**30 bytes, as the
+    providers bill), Class A (writes, lists) and Class B (reads) requests per million, and
+    egress per GB. The defaults are each provider's list prices; settings override them."""
+
+    storage_gb_month: float = 0.0
+    class_a_per_million: float = 0.0
+    class_b_per_million: float = 0.0
+    egress_gb: float = 0.0
+
+
+@dataclass(frozen=True)
 class ProviderProfile:
     """How to talk to one kind of S3-compatible server."""
 
@@ -42,6 +54,8 @@ class ProviderProfile:
     supports_tagging: bool = True
     # We never send ACLs: objects stay private, and R2 rejects most ACL headers.
     sends_acl: bool = False
+    # List prices (a self-hosted MinIO costs nothing beyond its server).
+    prices: Prices = Prices()
 
     def region_for(self, endpoint_url: str) -> str:
         """The region to sign for when none is set: AWS's is in its host name."""
@@ -95,6 +109,10 @@ R2 = ProviderProfile(
     checksum_mode="when_required",
     uniform_part_size=True,
     supports_tagging=False,
+    # Standard storage; egress is free.
+    prices=Prices(
+        storage_gb_month=0.015, class_a_per_million=4.50, class_b_per_million=0.36, egress_gb=0.0
+    ),
 )
 AWS = ProviderProfile(
     name="aws",
@@ -102,6 +120,10 @@ AWS = ProviderProfile(
     default_region="us-east-1",
     checksum_mode="when_supported",
     uniform_part_size=False,
+    # S3 Standard, us-east-1: PUT/LIST $0.005 and GET $0.0004 per 1,000, first egress tier.
+    prices=Prices(
+        storage_gb_month=0.023, class_a_per_million=5.00, class_b_per_million=0.40, egress_gb=0.09
+    ),
 )
 PROFILES: dict[str, ProviderProfile] = {p.name: p for p in (MINIO, R2, AWS)}
 

@@ -20,6 +20,14 @@ process's cache without asking the store; after that a read revalidates it with 
 conditional GET. ``0`` revalidates on every read (see
 :mod:`dual_storage_app.store.schema_cache`).
 
+``{INTERNAL,EXTERNAL}_STORAGE_PRICE_{GB_MONTH,CLASS_A,CLASS_B,EGRESS_GB}`` (US dollars per
+GB-month, per million Class A / Class B requests, per GB of egress) override the provider
+profile's list prices for ``manage.py dualstorage_usage``.
+
+``RETENTION_KEEP_LAST``, ``RETENTION_KEEP_BEST``, ``RETENTION_METRIC`` and
+``RETENTION_METRIC_MODE`` (``min`` or ``max``) are the project's checkpoint retention
+policy (:mod:`dual_storage_app.retention`); unset, nothing is deleted.
+
 ``RECORD_CATALOG`` (default ``true``): where the app's models are installed and Django is
 set up, every write through the client records or updates the artifact row of its bucket
 and key (:mod:`dual_storage_app.catalog`); ``false`` turns that off.
@@ -41,6 +49,13 @@ from ..exceptions import ConfigurationError
 from ..kinds import REGISTRY, StoreName
 
 SETTINGS_KEY = "DUAL_STORAGE"
+# ``{STORE}_STORAGE_PRICE_<item>`` -> the field of ``providers.Prices`` it sets.
+PRICE_ITEMS: dict[str, str] = {
+    "GB_MONTH": "storage_gb_month",
+    "CLASS_A": "class_a_per_million",
+    "CLASS_B": "class_b_per_million",
+    "EGRESS_GB": "egress_gb",
+}
 
 DEFAULTS: dict[str, str | None] = {
     "INTERNAL_STORAGE_ENDPOINT": None,
@@ -57,6 +72,17 @@ DEFAULTS: dict[str, str | None] = {
     **{spec.bucket_setting: spec.default_bucket for spec in REGISTRY.values()},
     "SCHEMA_CACHE_SECONDS": "5",
     "RECORD_CATALOG": "true",
+    # Prices in US dollars; unset: the provider profile's list prices.
+    **{
+        f"{store}_STORAGE_PRICE_{item}": None
+        for store in ("INTERNAL", "EXTERNAL")
+        for item in PRICE_ITEMS
+    },
+    # The project's checkpoint retention policy; a job's RetentionPolicy row overrides it.
+    "RETENTION_KEEP_LAST": None,
+    "RETENTION_KEEP_BEST": None,
+    "RETENTION_METRIC": None,
+    "RETENTION_METRIC_MODE": "min",
 }
 LEGACY_FALLBACKS: dict[str, str] = {
     "INTERNAL_STORAGE_ENDPOINT": "AWS_S3_ENDPOINT_URL",

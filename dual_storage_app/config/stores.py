@@ -10,7 +10,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from ..kinds import ArtifactKind, StoreName, spec_for
-from .providers import ProviderProfile
+from .providers import Prices, ProviderProfile
 
 DEFAULT_SCHEMA_CACHE_SECONDS = 5.0
 
@@ -27,6 +27,19 @@ class StoreConfig:
     provider: ProviderProfile
     buckets: Mapping[ArtifactKind, str]
     public_endpoint_url: str | None = None  # None: the store never hands out URLs
+    prices: Prices = field(default_factory=Prices)
+    # Where each price came from: "the r2 profile's list price" or the setting's place.
+    price_origins: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class RetentionDefaults:
+    """The project's checkpoint retention policy (``None``: that rule is not set)."""
+
+    keep_last: int | None = None
+    keep_best: int | None = None
+    metric: str | None = None
+    metric_mode: str = "min"  # "min": lower is better; "max": higher is better
 
 
 @dataclass(frozen=True)
@@ -38,6 +51,7 @@ class DualStorageSettings:
     legacy_names: tuple[str, ...] = ()
     schema_cache_seconds: float = DEFAULT_SCHEMA_CACHE_SECONDS
     record_catalog: bool = True  # client writes record their artifact rows
+    retention: RetentionDefaults = field(default_factory=RetentionDefaults)
 
     def store(self, name: StoreName) -> StoreConfig:
         return self.internal if name == "internal" else self.external

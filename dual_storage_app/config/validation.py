@@ -42,6 +42,8 @@ def find_problems(values: Mapping[str, Resolved], *, production: bool = False) -
     problems += _bucket_problems(values, production=production)
     problems += _schema_cache_problems(values)
     problems += _record_catalog_problems(values)
+    problems += _price_problems(values)
+    problems += _retention_problems(values)
     legacy = legacy_names(values)
     if legacy:
         problems.append(
@@ -236,6 +238,57 @@ def _record_catalog_problems(values: Mapping[str, Resolved]) -> list[Problem]:
             f"Set {where_to_set(resolved.name)} to true (client writes record their "
             "artifact rows) or false.",
         )
+    ]
+
+
+def _price_problems(values: Mapping[str, Resolved]) -> list[Problem]:
+    """E012: a price must be a finite number of US dollars, 0 or more."""
+    problems = []
+    for name, resolved in values.items():
+        if "_STORAGE_PRICE_" not in name or resolved.value in (None, ""):
+            continue
+        try:
+            price = float(str(resolved.value))
+        except ValueError:
+            price = math.nan
+        if not (math.isfinite(price) and price >= 0):
+            problems.append(
+                Problem(
+                    "dual_storage_app.E012",
+                    f"{name} from {resolved.origin} is {resolved.value!r}, which is not a "
+                    "price (a number of US dollars >= 0).",
+                    f"Set {where_to_set(name)} to a price such as 0.015, or leave it unset "
+                    "for the provider's list price.",
+                )
+            )
+    return problems
+
+
+def _retention_problems(values: Mapping[str, Resolved]) -> list[Problem]:
+    """E013: the retention counts are whole numbers (keep-last at least 1), the mode is
+    min or max, and keeping the best needs a metric."""
+    found: list[str] = []
+    for name, least in (("RETENTION_KEEP_LAST", 1), ("RETENTION_KEEP_BEST", 0)):
+        value = values[name].value
+        if value not in (None, "") and not (str(value).isdigit() and int(str(value)) >= least):
+            found.append(
+                f"{name} from {values[name].origin} is {value!r}, not a whole number >= {least}"
+            )
+    mode = values["RETENTION_METRIC_MODE"]
+    if (mode.value or "min").lower() not in ("min", "max"):
+        found.append(f"RETENTION_METRIC_MODE from {mode.origin} is {mode.value!r}, not min or max")
+    best = values["RETENTION_KEEP_BEST"].value
+    if best not in (None, "", "0") and not values["RETENTION_METRIC"].value:
+        found.append("RETENTION_KEEP_BEST is set without RETENTION_METRIC")
+    return [
+        Problem(
+            "dual_storage_app.E013",
+            f"The checkpoint retention policy is invalid: {problem}.",
+            "RETENTION_KEEP_LAST keeps the newest N epochs of each job, RETENTION_KEEP_BEST "
+            "the best K by RETENTION_METRIC (a key of the checkpoint's metrics), "
+            "RETENTION_METRIC_MODE min (lower is better) or max.",
+        )
+        for problem in found
     ]
 
 
