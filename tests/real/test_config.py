@@ -23,6 +23,7 @@ def test_legacy_variables_configure_both_stores(
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", external.access_key)
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", external.secret_key)
     monkeypatch.setenv("S3_BUCKET_DATASETS", "legacy-datasets")
+    monkeypatch.setenv("RECORD_CATALOG", "false")  # configuration only: no database here
     client = DualStorageClient()
     assert client.config.legacy_names == (
         "AWS_ACCESS_KEY_ID",
@@ -52,6 +53,7 @@ def test_new_variables_win_over_legacy(
     monkeypatch.setenv("INTERNAL_STORAGE_ENDPOINT", internal.endpoint_url)
     monkeypatch.setenv("INTERNAL_STORAGE_ACCESS_KEY", internal.access_key)
     monkeypatch.setenv("INTERNAL_STORAGE_SECRET_KEY", internal.secret_key)
+    monkeypatch.setenv("RECORD_CATALOG", "false")  # configuration only: no database here
     dual_storage.reset()
     dual_storage.upload_schema("new-wins", b'{"new": true}')
     raw_internal = internal.client()

@@ -28,7 +28,7 @@ pytestmark = pytest.mark.real_s3
 
 
 def overrides_for(server: LocalS3Server) -> dict[str, str]:
-    return {
+    values = {
         f"{store}_STORAGE_{suffix}": value
         for store in ("INTERNAL", "EXTERNAL")
         for suffix, value in (
@@ -37,6 +37,7 @@ def overrides_for(server: LocalS3Server) -> dict[str, str]:
             ("SECRET_KEY", server.secret_key),
         )
     }
+    return {**values, "RECORD_CATALOG": "false"}  # the server alone: no database here
 
 
 def test_data_survives_a_restart(s3_servers: object, tmp_path: Path) -> None:
