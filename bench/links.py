@@ -1,8 +1,12 @@
 """Presigned GET links for a page of 1,000 datasets (signing only: no request is sent).
 
 Contenders: our ``Store.presign_get``, our ``ExternalStorage.url()`` (what a Django
-``FileField`` calls), raw boto3 ``generate_presigned_url`` and django-storages'
-``S3Storage.url()``, all signing for the bench's server with the same keys. Every link of
+``FileField`` calls) with the link audit on, as a project runs it (records written in
+batches, the rest at the end of the page as at the end of a request), raw boto3
+``generate_presigned_url`` and django-storages' ``S3Storage.url()``, all signing for the
+bench's server with the same keys. Diagnostics show what the audit costs: ``url()`` with
+the audit off, and the client's ``generate_dataset_presigned_url``, which writes each
+record at once (one INSERT per link). Every link of
 ours asks for ``Content-Disposition: attachment; filename=...`` (store/disposition.py);
 the peers sign that same override, so every contender makes the same, safe link.
 """
@@ -16,7 +20,7 @@ from storages.backends.s3 import S3Storage
 
 from dual_storage_app.store.disposition import content_disposition
 
-from .contenders import OURS, our_store, raw_client
+from .contenders import DIAGNOSTIC, OURS, our_store, raw_client
 from .djangoenv import configure
 from .report import Result
 from .target import Target
@@ -29,6 +33,11 @@ EXPIRES = 3600
 def _signers(target: Target, keys: list[str]) -> dict[str, Callable[[], object]]:
     """One callable per contender, each signing every key once."""
     configure(target)  # Django as a project runs it: ExternalStorage reads DUAL_STORAGE
+    from django.conf import settings
+    from django.test import override_settings
+
+    from dual_storage_app.audit import audit
+    from dual_storage_app.client import dual_storage
     from dual_storage_app.storages import ExternalStorage
 
     store = our_store(target, "external")
@@ -50,9 +59,23 @@ def _signers(target: Target, keys: list[str]) -> dict[str, Callable[[], object]]
     def attachment(key: str) -> dict[str, str]:
         return {"ResponseContentDisposition": content_disposition("attachment", key[9:])}
 
+    def audited_page() -> list[str]:
+        page = [field_storage.url(key) for key in keys]
+        audit.flush_thread()  # what the end of the request does
+        return page
+
+    def unaudited_page() -> list[str]:
+        current = dict(getattr(settings, "DUAL_STORAGE", {}))
+        with override_settings(DUAL_STORAGE={**current, "LINK_AUDIT": "false"}):
+            return [field_storage.url(key) for key in keys]
+
     return {
         OURS: lambda: [store.presign_get(bucket, key, EXPIRES) for key in keys],
-        f"{OURS} FileField url()": lambda: [field_storage.url(key) for key in keys],
+        f"{OURS} FileField url() + audit": audited_page,
+        f"{OURS} FileField url(), audit off {DIAGNOSTIC}": unaudited_page,
+        f"{OURS} client link + audit, one INSERT each {DIAGNOSTIC}": lambda: [
+            dual_storage.generate_dataset_presigned_url(key, EXPIRES) for key in keys
+        ],
         "boto3 generate_presigned_url": lambda: [
             client.generate_presigned_url(
                 "get_object",

@@ -1,4 +1,5 @@
-"""Admin actions on artifacts: presigned links, download, verify, refresh metadata.
+"""Admin actions on artifacts: presigned links, download, verify, refresh metadata, and
+on checkpoints pin, unpin and the retention preview.
 
 None of them hands a browser anything that points at the internal store: downloads go
 through :func:`dual_storage_app.views.artifact_download`, and messages name buckets and
@@ -18,7 +19,7 @@ from django import forms
 from django.contrib import admin, messages
 from django.contrib.admin import helpers
 from django.core.exceptions import ValidationError
-from django.db.models import QuerySet
+from django.db.models import Min, QuerySet
 from django.http import HttpRequest, HttpResponseBase, HttpResponseRedirect
 from django.template.defaultfilters import filesizeformat
 from django.template.response import TemplateResponse
@@ -29,7 +30,9 @@ from django.utils.translation import gettext_lazy, ngettext
 
 from .client import dual_storage
 from .exceptions import ConfigurationError, DualStorageError, InvalidArgument, ObjectNotFound
-from .models import Artifact, Dataset
+from .links import issue, issued_to, web_holder
+from .models import Artifact, Dataset, TrainingCheckpoint
+from .retention import apply_retention, plan_as_previewed, plan_jobs
 from .store.transfer import MAX_PRESIGN_SECONDS, validate_expiry
 
 if TYPE_CHECKING:
@@ -131,7 +134,18 @@ def create_presigned_links(
     for dataset in queryset.iterator():
         try:
             store, bucket = dataset.location()
-            links.append(PresignedLink(dataset, store.presign_get(bucket, dataset.key, expires)))
+            with issued_to(web_holder(request, "admin")):
+                url = issue(
+                    store,
+                    bucket,
+                    dataset.key,
+                    expires,
+                    via="admin",
+                    dataset_id=dataset.pk,
+                    batched=True,  # up to 1,000 at once: written with the request's end
+                    record=dual_storage.config.link_audit,
+                )
+            links.append(PresignedLink(dataset, url))
         except DualStorageError as exc:
             modeladmin.message_user(
                 request,
@@ -338,3 +352,97 @@ def accept_stored_content(
             % {"name": artifact, "size": filesizeformat(read.size), "hash": read.sha256[:12]},
             messages.WARNING,
         )
+
+
+# -- checkpoints: pinning and retention ------------------------------------------------------
+
+
+@admin.action(description=gettext_lazy("Pin"), permissions=["change"])
+def pin(modeladmin: Admin, request: HttpRequest, queryset: QuerySet[TrainingCheckpoint]) -> None:
+    """Pin the selected checkpoints: retention never deletes them."""
+    _set_pinned(modeladmin, request, queryset, pinned=True)
+
+
+@admin.action(description=gettext_lazy("Unpin"), permissions=["change"])
+def unpin(modeladmin: Admin, request: HttpRequest, queryset: QuerySet[TrainingCheckpoint]) -> None:
+    """Unpin the selected checkpoints: retention's rules decide again."""
+    _set_pinned(modeladmin, request, queryset, pinned=False)
+
+
+def _set_pinned(
+    modeladmin: Admin,
+    request: HttpRequest,
+    queryset: QuerySet[TrainingCheckpoint],
+    *,
+    pinned: bool,
+) -> None:
+    count = queryset.exclude(pinned=pinned).update(pinned=pinned, updated_at=timezone.now())
+    if pinned:
+        text = ngettext("Pinned %(count)d checkpoint.", "Pinned %(count)d checkpoints.", count)
+    else:
+        text = ngettext("Unpinned %(count)d checkpoint.", "Unpinned %(count)d checkpoints.", count)
+    modeladmin.message_user(request, text % {"count": count}, messages.SUCCESS)
+
+
+@admin.action(
+    description=gettext_lazy("Preview retention for the selected checkpoints' jobs"),
+    permissions=["view"],
+)
+@_needs_configuration
+def preview_retention(
+    modeladmin: Admin, request: HttpRequest, queryset: QuerySet[TrainingCheckpoint]
+) -> HttpResponseBase | None:
+    """A page listing, per job of the selected checkpoints, what the retention policy
+    keeps (with its reasons) and what it would delete, with a form to apply it (users
+    who may delete checkpoints only). Applying deletes only rows shown on that page
+    that are still planned and unpinned, then returns to the list with one message."""
+    # One selected row per job carries the jobs through the page's form.
+    by_job = dict(queryset.values_list("job_id").annotate(Min("pk")).order_by("job_id"))
+    if "apply" in request.POST:
+        _apply_retention(modeladmin, request, list(by_job))
+        return None
+    plan = plan_jobs(by_job)
+    context = _admin_context(modeladmin, request, _("Retention preview"))
+    context.update(
+        plan=plan,
+        selected=list(by_job.values()),
+        action="preview_retention",
+        can_apply=modeladmin.has_delete_permission(request),
+    )
+    return TemplateResponse(request, "dual_storage_app/admin/retention_preview.html", context)
+
+
+def _apply_retention(modeladmin: Admin, request: HttpRequest, job_ids: list[str]) -> None:
+    """Apply the retention of ``job_ids`` to the rows the preview showed for deletion."""
+    if not modeladmin.has_delete_permission(request):
+        modeladmin.message_user(
+            request,
+            _(
+                "Nothing was deleted: applying retention needs permission to delete "
+                "training checkpoints."
+            ),
+            messages.ERROR,
+        )
+        return
+    # Row ids as the page wrote them; anything else (forged, overlong) is ignored.
+    shown = {
+        int(pk)
+        for pk in request.POST.getlist("planned")
+        if pk.isascii() and pk.isdigit() and len(pk) <= 18
+    }
+    result = apply_retention(plan_as_previewed(job_ids, shown))
+    deleted = len(result.deleted)
+    text = ngettext(
+        "Retention deleted %(count)d checkpoint, freeing %(size)s.",
+        "Retention deleted %(count)d checkpoints, freeing %(size)s.",
+        deleted,
+    ) % {"count": deleted, "size": filesizeformat(result.bytes_freed)}
+    if result.spared:
+        text += " " + ngettext(
+            "%(count)d planned checkpoint was kept: it was pinned, deleted or no longer "
+            "planned since the preview.",
+            "%(count)d planned checkpoints were kept: they were pinned, deleted or no "
+            "longer planned since the preview.",
+            len(result.spared),
+        ) % {"count": len(result.spared)}
+    modeladmin.message_user(request, text, messages.WARNING if result.spared else messages.SUCCESS)

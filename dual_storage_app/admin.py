@@ -2,7 +2,9 @@
 
 Uploads stream from Django's upload file through the model's one-pass upload. Metadata
 is read-only. Internal artifacts download through the stream-through view (never a URL
-to the internal store); datasets get presigned links on the external store.
+to the internal store); datasets get presigned links on the external store. Checkpoints
+are pinned and unpinned, and their jobs' retention previewed and applied, from their
+list; each job's retention policy has its own page.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from django.contrib import admin, messages
 from django.contrib.auth.base_user import AbstractBaseUser
+from django.core.exceptions import PermissionDenied
 from django.forms import ModelForm
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.template.defaultfilters import filesizeformat
@@ -24,11 +27,26 @@ from ._admin_actions import (
     create_presigned_links,
     download,
     download_url,
+    pin,
+    preview_retention,
     refresh_metadata,
+    unpin,
     verify_integrity,
 )
+from ._admin_usage import usage_page
+from .client import dual_storage
 from .exceptions import ConfigurationError, DualStorageError, safe_reason
-from .models import Artifact, ConfigSchema, Dataset, ModelWeight, TrainingCheckpoint
+from .models import (
+    Artifact,
+    ConfigSchema,
+    Dataset,
+    IssuedLink,
+    ModelWeight,
+    RetentionPolicy,
+    StorageUsage,
+    TrainingCheckpoint,
+)
+from .retention import resolve_policy
 
 if TYPE_CHECKING:
     _ModelAdmin = admin.ModelAdmin[Any]
@@ -133,7 +151,7 @@ class ArtifactAdmin(_ModelAdmin):
 class InternalArtifactAdmin(ArtifactAdmin):
     """Weights, checkpoints, schemas: downloads stream through Django."""
 
-    actions = (download, verify_integrity, refresh_metadata, accept_stored_content)
+    actions: Sequence[Any] = (download, verify_integrity, refresh_metadata, accept_stored_content)
     extra_readonly = ("download_link",)
 
     def get_fields(self, request: HttpRequest, obj: Any = None) -> Any:
@@ -161,9 +179,10 @@ class ModelWeightAdmin(InternalArtifactAdmin):
 
 @admin.register(TrainingCheckpoint)
 class TrainingCheckpointAdmin(InternalArtifactAdmin):
-    list_display = ("name", "job_id", "epoch", *_COMMON_COLUMNS)
-    list_filter = ("job_id", *ArtifactAdmin.list_filter)
+    list_display = ("name", "job_id", "epoch", "pinned", *_COMMON_COLUMNS)
+    list_filter = ("job_id", "pinned", *ArtifactAdmin.list_filter)
     search_fields = (*ArtifactAdmin.search_fields, "job_id")
+    actions = (*InternalArtifactAdmin.actions, pin, unpin, preview_retention)
 
 
 @admin.register(ConfigSchema)
@@ -175,3 +194,72 @@ class ConfigSchemaAdmin(InternalArtifactAdmin):
 @admin.register(Dataset)
 class DatasetAdmin(ArtifactAdmin):
     actions = (create_presigned_links, verify_integrity, refresh_metadata, accept_stored_content)
+
+
+@admin.register(RetentionPolicy)
+class RetentionPolicyAdmin(_ModelAdmin):
+    """A job's retention policy; an empty field falls back to the project default."""
+
+    list_display = ("job_id", "keep_last", "keep_best", "metric", "metric_mode", "effective")
+    search_fields = ("job_id", "metric")
+
+    @admin.display(description="effective policy")
+    def effective(self, obj: RetentionPolicy) -> str:
+        """The rules the job is held to, with the project default filled in."""
+        try:
+            defaults = dual_storage.config.retention
+        except ConfigurationError as exc:
+            return f"unknown: {exc.public_message()}"
+        policy = resolve_policy(defaults, obj)
+        return policy.problem or policy.describe()
+
+
+@admin.register(IssuedLink)
+class IssuedLinkAdmin(_ModelAdmin):
+    """The link audit: read-only, filtered by path, date and expiry, searched by key and
+    holder. Records go by ``dualstorage_audit --purge`` (``LINK_AUDIT_DAYS``)."""
+
+    list_display = ("issued_at", "via", "actor", "remote_addr", "key", "expires_at")
+    list_filter: ClassVar[tuple[Any, ...]] = ("via", "issued_at", "expires_at", "store")
+    search_fields = ("key", "actor", "remote_addr")
+    date_hierarchy = "issued_at"
+    list_select_related = False
+    readonly_fields = (
+        "issued_at",
+        "expires_at",
+        "via",
+        "user",
+        "actor",
+        "remote_addr",
+        "store",
+        "bucket",
+        "key",
+        "dataset",
+    )
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+
+@admin.register(StorageUsage)
+class StorageUsageAdmin(_ModelAdmin):
+    """The "Usage and cost" page in place of a changelist (the model has no table)."""
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def changelist_view(
+        self, request: HttpRequest, extra_context: dict[str, Any] | None = None
+    ) -> HttpResponse:
+        if not self.has_view_permission(request):
+            raise PermissionDenied
+        return usage_page(self, request)

@@ -33,6 +33,7 @@ from .exceptions import (
 )
 from .keys import segment_problem, validate_key
 from .kinds import KINDS, ArtifactKind, StoreName
+from .links import issue
 from .store import ObjectInfo, Store, TransferResult
 from .store.schema_cache import schema_cache
 
@@ -225,7 +226,15 @@ class DualStorageClient:
         It downloads as an attachment named after the key; ``inline=True`` lets a
         browser show it in place, for types that run nothing (images, PDF, text...)."""
         store, bucket = self.locate("datasets")
-        return store.presign_get(bucket, dataset_key, expiration, inline=inline)
+        return issue(
+            store,
+            bucket,
+            dataset_key,
+            expiration,
+            via="client",
+            inline=inline,
+            record=self.config.link_audit,
+        )
 
     # -- any kind --------------------------------------------------------------
 

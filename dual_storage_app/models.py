@@ -20,6 +20,7 @@ from typing import Any, ClassVar
 from django.conf import settings
 from django.core.exceptions import SuspiciousFileOperation, ValidationError
 from django.core.files.base import File
+from django.core.validators import MinValueValidator
 from django.db import models, router, transaction
 from django.db.models.fields.files import FieldFile
 from django.db.models.signals import post_delete
@@ -27,6 +28,7 @@ from django.dispatch import receiver
 from django.utils.text import get_valid_filename
 
 from ._consistency import delete_on_commit, delete_on_rollback, delete_quietly, on_rollback
+from .audit import IssuedLink as IssuedLink  # the link audit's record (audit.py), a model here
 from .client import MAX_SCHEMA_BYTES, dual_storage, schema_key, schema_problem
 from .exceptions import (
     ConfigurationError,
@@ -244,6 +246,9 @@ class TrainingCheckpoint(Artifact):
     job_id = models.CharField(max_length=100, db_index=True, validators=[validate_job_id])
     epoch = models.PositiveIntegerField(null=True, blank=True)
     metrics = models.JSONField(default=dict, blank=True)
+    pinned = models.BooleanField(
+        default=False, help_text="Kept by the retention policy, whatever its rules say."
+    )
 
     class Meta(Artifact.Meta):
         verbose_name = "training checkpoint"
@@ -391,3 +396,85 @@ def _delete_object_after_commit(sender: type, instance: object, using: str, **kw
     delete_on_commit(store, bucket, instance.key, using=using)
     if isinstance(instance, ConfigSchema):
         _unpublish_schema_on_commit(instance.framework, using)
+
+
+class RetentionPolicy(models.Model):
+    """A training job's checkpoint retention policy (applied by
+    :mod:`dual_storage_app.retention`). A field left empty (NULL) falls back to the
+    project default, the settings ``RETENTION_KEEP_LAST``, ``RETENTION_KEEP_BEST``,
+    ``RETENTION_METRIC`` and ``RETENTION_METRIC_MODE``."""
+
+    class MetricMode(models.TextChoices):
+        MIN = "min", "min (lower is better)"
+        MAX = "max", "max (higher is better)"
+
+    job_id = models.CharField(
+        max_length=100, unique=True, validators=[validate_job_id], help_text="The training job."
+    )
+    keep_last = models.PositiveIntegerField(
+        null=True,
+        blank=True,
+        validators=[MinValueValidator(1)],
+        help_text="Keep the checkpoints of the last N epochs. Empty: the project default.",
+    )
+    keep_best = models.PositiveIntegerField(
+        null=True,
+        blank=True,
+        help_text="Keep the best K checkpoints by the metric (0: none). Empty: the project "
+        "default.",
+    )
+    # NULL, not "", is "not set here": the project default applies (as for the counts).
+    metric = models.CharField(  # noqa: DJ001
+        max_length=100,
+        null=True,
+        blank=True,
+        help_text="The key in a checkpoint's metrics that ranks the best (val_loss). Empty: "
+        "the project default.",
+    )
+    metric_mode = models.CharField(  # noqa: DJ001
+        max_length=3,
+        choices=MetricMode.choices,
+        null=True,
+        blank=True,
+        help_text="Whether lower or higher values of the metric are better. Empty: the project "
+        "default.",
+    )
+
+    class Meta:
+        verbose_name = "retention policy"
+        verbose_name_plural = "retention policies"
+        ordering = ("job_id",)
+
+    def __str__(self) -> str:
+        return f"retention policy of job {self.job_id}"
+
+    def clean(self) -> None:
+        """Keeping the best K needs a metric: here, or in the project default."""
+        super().clean()
+        if not self.keep_best or self.metric:
+            return
+        try:
+            default_metric = dual_storage.config.retention.metric
+        except ConfigurationError:  # the system checks report it; the planner deletes nothing
+            default_metric = None
+        if not default_metric:
+            raise ValidationError(
+                {
+                    "metric": "Keeping the best checkpoints needs a metric, and the project "
+                    "default (RETENTION_METRIC) sets none."
+                }
+            )
+
+
+class StorageUsage(models.Model):
+    """No table: the admin's "Usage and cost" page (:mod:`._admin_usage`) hangs on this
+    model, so it sits in the app's list and is seen by users with its view permission."""
+
+    class Meta:
+        managed = False
+        default_permissions = ("view",)
+        verbose_name = "usage and cost"
+        verbose_name_plural = "usage and cost"
+
+    def __str__(self) -> str:
+        return "usage and cost"

@@ -43,6 +43,7 @@ from .exceptions import (
 )
 from .keys import validate_key
 from .kinds import REGISTRY, ArtifactKind, StoreName, kinds_on
+from .links import issue
 from .store import Store
 from .store.transfer import guess_content_type
 from .store.upload import read_arguments
@@ -381,7 +382,17 @@ class ExternalStorage(_DualStorage):
             raise NoPublicURL(f"Only GET links are issued, not {http_method}.", store="external")
         store, bucket = self._location()
         expiration = self.querystring_expire if expire is None else expire
-        return store.presign_get(bucket, str(name), expiration, extra=parameters)
+        # Pages of thousands of links: the audit writes them in batches.
+        return issue(
+            store,
+            bucket,
+            str(name),
+            expiration,
+            via="storage",
+            extra=parameters,
+            batched=True,
+            record=dual_storage.config.link_audit,
+        )
 
 
 def weights_storage() -> InternalStorage:

@@ -14,11 +14,12 @@ from django.utils.safestring import SafeString, mark_safe
 # Colour per kind, distinguishable for the common colour-vision deficiencies (Okabe-Ito).
 COLOURS = ("#0072B2", "#E69F00", "#009E73", "#CC79A7", "#56B4E9", "#D55E00")
 WIDTH, HEIGHT = 720, 300
-LEFT, RIGHT, TOP, BOTTOM = 80, 150, 20, 40  # margins: axis labels left, legend right
+LEFT, RIGHT, TOP, BOTTOM = 80, 210, 20, 40  # margins: axis labels left, legend right
 
 
 def _nice_ceiling(value: int) -> int:
-    """The smallest 1, 2 or 5 x 1024^k x 10^n at or above ``value`` (an axis top)."""
+    """The smallest 1, 2, 4 or 8 x 1024^k x 10^n at or above ``value``: an axis top whose
+    quarters read well in binary units."""
     if value <= 0:
         return 1
     unit = 1
@@ -27,7 +28,7 @@ def _nice_ceiling(value: int) -> int:
     scaled = value / unit
     step = 1.0
     while True:
-        for factor in (1, 2, 5):
+        for factor in (1, 2, 4, 8):
             if factor * step >= scaled:
                 return int(factor * step * unit)
         step *= 10

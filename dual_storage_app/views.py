@@ -34,8 +34,10 @@ from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_GET, require_http_methods
 
 from ._download_response import artifact_response
+from .client import dual_storage
 from .exceptions import ConfigurationError, DualStorageError, InvalidArgument, ObjectNotFound
 from .kinds import kinds_on
+from .links import issue, issued_to, web_holder
 from .models import ARTIFACT_MODELS, Artifact, Dataset
 from .store.transfer import validate_expiry
 
@@ -148,7 +150,16 @@ def dataset_link(request: HttpRequest, pk: int) -> HttpResponseBase:
     dataset = get_object_or_404(Dataset, pk=pk)
     try:
         store, bucket = dataset.location()
-        url = store.presign_get(bucket, dataset.key, expires)
+        with issued_to(web_holder(request, "view")):
+            url = issue(
+                store,
+                bucket,
+                dataset.key,
+                expires,
+                via="view",
+                dataset_id=dataset.pk,
+                record=dual_storage.config.link_audit,
+            )
     except (DualStorageError, ConfigurationError) as exc:
         return _storage_failure(exc, dataset)
     response = HttpResponseRedirect(url)

@@ -12,6 +12,7 @@ import os
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from moto import mock_aws
@@ -23,7 +24,14 @@ from dual_storage_app.store.transfer import PART_SIZE
 from dual_storage_app.testing.pair import S3Servers
 from dual_storage_app.testing.server import LocalS3Server
 from tests.database import describe
-from tests.helpers import MOTO_SETTINGS, FakeClock, close_clients, real_settings
+from tests.helpers import (
+    CHROMIUM,
+    MOTO_SETTINGS,
+    SCREENSHOTS,
+    FakeClock,
+    close_clients,
+    real_settings,
+)
 
 pytest_plugins = ["dual_storage_app.testing.plugin", "pytester"]
 
@@ -168,6 +176,40 @@ def moto_configured(aws: None, settings: SettingsWrapper) -> DualStorageClient:
 
 
 # -- the schema cache --------------------------------------------------------------------
+
+
+# -- a real browser ------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    """Debian's Chromium through Playwright (no browser download); screenshots go to
+    ``SCREENSHOTS``. Skipped, saying why, without Chromium; failed instead in CI
+    (``DUAL_STORAGE_REQUIRE_BROWSER=1``)."""
+    if not CHROMIUM.exists():
+        if os.environ.get("DUAL_STORAGE_REQUIRE_BROWSER"):
+            pytest.fail("Debian's chromium is required in CI but /usr/bin/chromium is missing")
+        pytest.skip("Debian's chromium is not installed (apt-get install chromium)")
+    from playwright.sync_api import sync_playwright
+
+    # Playwright's sync API runs an event loop in this thread; the ORM calls the test
+    # makes between browser steps are ordinary synchronous code.
+    previous = os.environ.get("DJANGO_ALLOW_ASYNC_UNSAFE")
+    os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    try:
+        with sync_playwright() as playwright:
+            chromium = playwright.chromium.launch(
+                executable_path=str(CHROMIUM),
+                args=["--no-sandbox", "--disable-gpu", "--disable-background-networking"],
+            )
+            yield chromium
+            chromium.close()
+    finally:
+        if previous is None:
+            os.environ.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)
+        else:
+            os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = previous
 
 
 @pytest.fixture

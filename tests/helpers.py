@@ -44,13 +44,17 @@ if TYPE_CHECKING:
 
 
 REPO_ROOT = Path(__file__).resolve().parent.parent  # the checkout: manage.py, bench/, ...
+CHROMIUM = Path("/usr/bin/chromium")  # Debian's, driven by Playwright (the `browser` fixture)
+SCREENSHOTS = REPO_ROOT / "test-artifacts" / "browser"
 
 
 def real_settings(servers: dict[str, LocalS3Server], **extra: str) -> dict[str, str]:
-    """Settings for both real servers. The client's transfer tests leave the catalog off
-    (``RECORD_CATALOG``), so they need no database; the catalog's own tests
-    (``tests/real/test_catalog.py``) use the default, on."""
-    return store_settings(S3Servers(**servers), **{"RECORD_CATALOG": "false", **extra})
+    """Settings for both real servers. The client's transfer and link tests leave the
+    catalog and the link audit off (``RECORD_CATALOG``, ``LINK_AUDIT``), so they need no
+    database; their own tests (``tests/real/test_catalog.py``, ``test_link_audit.py``)
+    use the defaults, on."""
+    off = {"RECORD_CATALOG": "false", "LINK_AUDIT": "false"}
+    return store_settings(S3Servers(**servers), **{**off, **extra})
 
 
 MakeFile = Callable[..., Path]
@@ -328,7 +332,8 @@ MOTO_SETTINGS: dict[str, str | None] = {
     "EXTERNAL_STORAGE_ACCESS_KEY": MOTO_ACCESS_KEY,
     "EXTERNAL_STORAGE_SECRET_KEY": MOTO_SECRET_KEY,
     "EXTERNAL_STORAGE_REGION": "us-east-1",
-    "RECORD_CATALOG": "false",  # the catalog is proven on the real servers
+    "RECORD_CATALOG": "false",  # the catalog and the link audit are proven on the real servers
+    "LINK_AUDIT": "false",
 }
 
 

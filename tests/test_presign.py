@@ -169,6 +169,7 @@ def test_addressing_follows_the_provider_and_public_endpoint() -> None:
 # -- (c) no HTTP request -----------------------------------------------------------------
 
 
+@pytest.mark.django_db  # the link audit (on by default) writes to the database, not HTTP
 def test_presign_and_url_make_zero_http_requests(settings: SettingsWrapper) -> None:
     settings.DUAL_STORAGE = {
         "INTERNAL_STORAGE_ENDPOINT": "http://127.0.0.1:9",

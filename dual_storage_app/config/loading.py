@@ -33,6 +33,8 @@ def load_config(
         schema_cache_seconds=float(values["SCHEMA_CACHE_SECONDS"].value or 0),
         record_catalog=bool(parse_flag(values["RECORD_CATALOG"].value)),
         retention=_retention(values),
+        link_audit=bool(parse_flag(values["LINK_AUDIT"].value)),
+        link_audit_days=int(values["LINK_AUDIT_DAYS"].value or 90),
     )
 
 

@@ -28,6 +28,10 @@ profile's list prices for ``manage.py dualstorage_usage``.
 ``RETENTION_METRIC_MODE`` (``min`` or ``max``) are the project's checkpoint retention
 policy (:mod:`dual_storage_app.retention`); unset, nothing is deleted.
 
+``LINK_AUDIT`` (default ``true``) records every presigned link handed out
+(:mod:`dual_storage_app.audit`); ``LINK_AUDIT_DAYS`` (default 90) is how long a record is
+kept before ``dualstorage_audit --purge`` deletes it.
+
 ``RECORD_CATALOG`` (default ``true``): where the app's models are installed and Django is
 set up, every write through the client records or updates the artifact row of its bucket
 and key (:mod:`dual_storage_app.catalog`); ``false`` turns that off.
@@ -83,6 +87,9 @@ DEFAULTS: dict[str, str | None] = {
     "RETENTION_KEEP_BEST": None,
     "RETENTION_METRIC": None,
     "RETENTION_METRIC_MODE": "min",
+    # The link audit: every presigned link handed out is recorded, kept this many days.
+    "LINK_AUDIT": "true",
+    "LINK_AUDIT_DAYS": "90",
 }
 LEGACY_FALLBACKS: dict[str, str] = {
     "INTERNAL_STORAGE_ENDPOINT": "AWS_S3_ENDPOINT_URL",

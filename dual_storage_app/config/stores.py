@@ -52,6 +52,8 @@ class DualStorageSettings:
     schema_cache_seconds: float = DEFAULT_SCHEMA_CACHE_SECONDS
     record_catalog: bool = True  # client writes record their artifact rows
     retention: RetentionDefaults = field(default_factory=RetentionDefaults)
+    link_audit: bool = True  # every presigned link handed out is recorded
+    link_audit_days: int = 90  # how long a record is kept
 
     def store(self, name: StoreName) -> StoreConfig:
         return self.internal if name == "internal" else self.external

@@ -53,7 +53,9 @@ def test_quick_bench_prints_every_contender_with_a_ratio() -> None:
     presign = {row[2]: row for row in rows if row[0] == "presign x1000"}
     assert set(presign) == {
         "ours",
-        "ours FileField url()",
+        "ours FileField url() + audit",
+        "ours FileField url(), audit off (diagnostic)",
+        "ours client link + audit, one INSERT each (diagnostic)",
         "boto3 generate_presigned_url",
         "django-storages url()",
     }

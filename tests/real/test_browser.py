@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -21,42 +20,10 @@ from pytest_django import Settings as SettingsWrapper
 from dual_storage_app.client import DualStorageClient
 from dual_storage_app.models import Dataset, ModelWeight
 from dual_storage_app.testing.server import LocalS3Server
-from tests.helpers import REPO_ROOT
+from tests.helpers import SCREENSHOTS
 from tests.http import fetch
 
 pytestmark = [pytest.mark.real_s3, pytest.mark.browser, pytest.mark.django_db(transaction=True)]
-
-
-CHROMIUM = Path("/usr/bin/chromium")
-SCREENSHOTS = REPO_ROOT / "test-artifacts" / "browser"
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    if not CHROMIUM.exists():
-        if os.environ.get("DUAL_STORAGE_REQUIRE_BROWSER"):
-            pytest.fail("Debian's chromium is required in CI but /usr/bin/chromium is missing")
-        pytest.skip("Debian's chromium is not installed (apt-get install chromium)")
-    from playwright.sync_api import sync_playwright
-
-    # Playwright's sync API runs an event loop in this thread; the ORM calls the test
-    # makes between browser steps are ordinary synchronous code.
-    previous = os.environ.get("DJANGO_ALLOW_ASYNC_UNSAFE")
-    os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
-    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-    try:
-        with sync_playwright() as playwright:
-            chromium = playwright.chromium.launch(
-                executable_path=str(CHROMIUM),
-                args=["--no-sandbox", "--disable-gpu", "--disable-background-networking"],
-            )
-            yield chromium
-            chromium.close()
-    finally:
-        if previous is None:
-            os.environ.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)
-        else:
-            os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = previous
 
 
 def test_admin_end_to_end_in_a_real_browser(

@@ -3,15 +3,20 @@ buckets and showing objects without rows, the prices it used, JSON and text alik
 
 from __future__ import annotations
 
+import datetime as dt
 import io
+from typing import Any
 
 import pytest
 from django.core.files.base import ContentFile
+from django.test import Client
+from django.urls import reverse
+from django.utils import timezone
 from pytest_django import Settings as SettingsWrapper
 
 from dual_storage_app.client import DualStorageClient
 from dual_storage_app.models import Dataset, ModelWeight
-from tests.helpers import run, run_json
+from tests.helpers import SCREENSHOTS, run, run_json
 
 pytestmark = [pytest.mark.real_s3, pytest.mark.django_db(transaction=True)]
 
@@ -49,3 +54,58 @@ def test_usage_reports_the_catalog_and_with_scan_the_stores(
     assert "weights" in text and "7.8 KB" in text and "+1 obj" in text
     assert "external (minio):" in text and "settings.DUAL_STORAGE" in text
     assert "All on the external store:" in text and "saving" in text
+
+
+def test_the_admin_usage_page_shows_the_table_costs_and_chart(
+    dual_storage_buckets: DualStorageClient,
+    admin_client: Client,
+    django_user_model: Any,
+) -> None:
+    weight = ModelWeight(name="w")
+    weight.file.save("w.pth", ContentFile(b"w" * 4096))
+    page = reverse("admin:dual_storage_app_storageusage_changelist")
+    response = admin_client.get(page)
+    assert response.status_code == 200
+    html = response.content.decode()
+    assert "<svg" in html and "<polyline" in html and "<script" not in html.split("<svg")[1]
+    assert 'id="usage-kinds"' in html
+    report = response.context["report"]
+    assert {k.kind: k.objects for k in report.kinds}["weights"] == 1
+    assert "All on the external store" in html and "Prices used" in html
+    scanned = admin_client.get(page, {"scan": "1"})
+    assert scanned.context["report"].scanned and "Difference" in scanned.content.decode()
+    # Users without the view permission get no page.
+    user = django_user_model.objects.create_user("clerk", password="x", is_staff=True)
+    admin_client.force_login(user)
+    assert admin_client.get(page).status_code == 403
+
+
+@pytest.mark.browser
+def test_the_usage_page_in_a_real_browser(
+    browser: Any,
+    live_server: Any,
+    dual_storage_buckets: DualStorageClient,
+    admin_user: Any,
+) -> None:
+    for days_ago, size in ((20, 300_000), (8, 900_000), (0, 1_500_000)):
+        dataset = Dataset(name=f"d{days_ago}")
+        dataset.file.save(f"d{days_ago}.zip", ContentFile(b"d" * size))
+        created = timezone.now() - dt.timedelta(days=days_ago)
+        Dataset.objects.filter(pk=dataset.pk).update(created_at=created)
+    weight = ModelWeight(name="w")
+    weight.file.save("w.pth", ContentFile(b"w" * 700_000))
+    context = browser.new_context()
+    page = context.new_page()
+    page.goto(live_server.url + reverse("admin:login"))
+    page.fill("#id_username", "admin")
+    page.fill("#id_password", "password")
+    page.click("input[type=submit]")
+    page.goto(live_server.url + reverse("admin:index"))
+    page.click("text=Usage and cost")
+    page.wait_for_selector("svg.dual-storage-usage-chart")
+    assert page.locator("svg.dual-storage-usage-chart polyline").count() == 4
+    legend = page.locator("svg.dual-storage-usage-chart text").all_text_contents()
+    assert any(label.startswith("datasets (2.6") for label in legend), legend
+    assert "All on the external store" in page.inner_text("#usage-comparison")
+    page.screenshot(path=str(SCREENSHOTS / "usage-01-page.png"), full_page=True)
+    context.close()

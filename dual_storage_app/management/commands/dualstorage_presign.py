@@ -8,7 +8,9 @@ from typing import Any
 from django.core.management.base import CommandError, CommandParser
 from django.utils import timezone
 
+from dual_storage_app.client import dual_storage
 from dual_storage_app.kinds import KINDS, REGISTRY, ArtifactKind, kinds_on
+from dual_storage_app.links import command_holder, issue, issued_to
 from dual_storage_app.management._common import StorageCommand, command_errors, store_and_bucket
 from dual_storage_app.store.transfer import MAX_PRESIGN_SECONDS, validate_expiry
 
@@ -62,7 +64,16 @@ class Command(StorageCommand):
                 store.head(bucket, key)
             # SigV4 signs the current second (X-Amz-Date); the URL dies that + expires.
             expires_at = timezone.now().replace(microsecond=0) + timedelta(seconds=expires)
-            url = store.presign_get(bucket, key, expires)
+            with issued_to(command_holder("dualstorage_presign")):
+                url = issue(
+                    store,
+                    bucket,
+                    key,
+                    expires,
+                    via="command",
+                    dataset_id=row.pk if row is not None else None,
+                    record=dual_storage.config.link_audit,
+                )
         self.emit(
             {
                 "id": row.pk if row is not None else None,
