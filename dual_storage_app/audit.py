@@ -15,11 +15,11 @@ import atexit
 import datetime as dt
 import logging
 import threading
-from typing import Any
+from typing import Any, cast
 
 from django.conf import settings
 from django.core.signals import request_finished
-from django.db import models
+from django.db import connections, models, router, transaction
 from django.utils import timezone
 
 from .links import LinkRecord, install_recorder
@@ -76,6 +76,61 @@ class IssuedLink(models.Model):
         return f"{self.key} to {self.actor} until {self.expires_at:%Y-%m-%d %H:%M}"
 
 
+# The columns a batch writes, in order (the same values as _row()).
+_COLUMNS = (
+    "issued_at",
+    "expires_at",
+    "via",
+    "user",
+    "actor",
+    "remote_addr",
+    "store",
+    "bucket",
+    "key",
+    "dataset",
+)
+
+
+def _insert_batch(links: list[LinkRecord]) -> None:
+    """One ``executemany`` INSERT of ``links``. ``bulk_create`` compiles a SQL expression
+    per value, about 90 us a record (4x the signing itself), which kept a page of links
+    under 20,000 a second; the values here are adapted by the database backend's own
+    operations, as the ORM would."""
+    connection = connections[router.db_for_write(IssuedLink)]
+    ops, quote = connection.ops, connection.ops.quote_name
+    fields = [cast("models.Field[Any, Any]", IssuedLink._meta.get_field(n)) for n in _COLUMNS]
+    columns = ", ".join(quote(str(field.column)) for field in fields)
+    # Identifiers from the model, quoted by the backend; every value is a parameter.
+    sql = (
+        f"INSERT INTO {quote(IssuedLink._meta.db_table)} ({columns}) "  # noqa: S608
+        f"VALUES ({', '.join(['%s'] * len(fields))})"
+    )
+    adapted: dict[dt.datetime, Any] = {}  # a batch's links share a few seconds
+
+    def moment(value: dt.datetime) -> Any:
+        if value not in adapted:
+            adapted[value] = ops.adapt_datetimefield_value(value)
+        return adapted[value]
+
+    rows = [
+        (
+            moment(link.issued_at),
+            moment(link.expires_at),
+            link.holder.via,
+            link.holder.user_id,
+            link.holder.actor[:255],
+            ops.adapt_ipaddressfield_value(link.holder.remote_addr),
+            link.store,
+            link.bucket,
+            link.key,
+            link.dataset_id,
+        )
+        for link in links
+    ]
+    with transaction.atomic(using=connection.alias), connection.cursor() as cursor:
+        cursor.executemany(sql, rows)
+
+
 def _row(link: LinkRecord) -> IssuedLink:
     holder = link.holder
     return IssuedLink(
@@ -123,7 +178,7 @@ class DatabaseLinkAudit:
         if buffer:
             waiting = buffer[:]
             buffer.clear()
-            IssuedLink.objects.bulk_create([_row(link) for link in waiting])
+            _insert_batch(waiting)
 
     def flush_all(self) -> None:
         """Write every thread's waiting records (at exit)."""
@@ -134,7 +189,7 @@ class DatabaseLinkAudit:
             buffer.clear()
             if waiting:
                 try:
-                    IssuedLink.objects.bulk_create([_row(link) for link in waiting])
+                    _insert_batch(waiting)
                 except Exception:  # at exit, the database may be gone: say what was lost
                     logger.exception("Could not record %d issued link(s)", len(waiting))
 

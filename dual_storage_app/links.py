@@ -80,9 +80,16 @@ def _process_description(pid: int) -> str:
     return f"process {socket.gethostname()} pid {pid} ({program}) as {user}"
 
 
+_process_holders: dict[Via, Holder] = {}
+os.register_at_fork(after_in_child=_process_holders.clear)  # a child has its own pid
+
+
 def this_process(via: Via = "client") -> Holder:
     """This process as a link's holder: host, pid, program and OS user."""
-    return Holder(via=via, actor=_process_description(os.getpid()))
+    holder = _process_holders.get(via)
+    if holder is None:
+        holder = _process_holders[via] = Holder(via=via, actor=_process_description(os.getpid()))
+    return holder
 
 
 def web_holder(request: Any, via: Via) -> Holder:
