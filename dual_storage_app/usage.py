@@ -8,8 +8,9 @@ or the ``*_STORAGE_PRICE_*`` settings), and every figure says which prices it us
 
 Storage is priced per GB-month with GB = 2**30 bytes, as the providers bill. Class A
 requests (writes) are estimated from the uploads of the last 30 days (one PUT, or a
-multipart upload's parts plus its create and complete); reads and egress are not counted
-by the app, so they are shown as prices, not as costs.
+multipart upload's parts plus its create and complete); Class B requests (reads) and
+egress from the link audit: each link handed out in the last 30 days counted as one
+download of its object (an estimate: a link may be used twice, or never).
 """
 
 from __future__ import annotations
@@ -19,14 +20,14 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
-from django.db.models import Count, Sum
+from django.db.models import Count, OuterRef, Subquery, Sum
 from django.db.models.functions import TruncDate
 from django.utils import timezone
 
 from .client import dual_storage
 from .config.providers import Prices
 from .kinds import KINDS, REGISTRY, ArtifactKind, StoreName
-from .models import ARTIFACT_MODELS
+from .models import ARTIFACT_MODELS, Dataset, IssuedLink
 from .store.transfer import PART_SIZE
 
 GB = 2**30
@@ -65,10 +66,14 @@ class StoreCost:
     writes: float  # US dollars a month for the estimated Class A requests
     prices: Prices
     price_origins: dict[str, str]
+    links: int = 0  # links handed out in the last 30 days (the link audit)
+    link_bytes: int = 0  # the size of their objects: one download each
+    reads: float = 0.0  # US dollars a month: one Class B request per link
+    egress: float = 0.0  # US dollars a month: one download of each link's object
 
     @property
     def total(self) -> float:
-        return self.storage + self.writes
+        return self.storage + self.writes + self.reads + self.egress
 
 
 @dataclass(frozen=True)
@@ -104,6 +109,10 @@ class UsageReport:
                     "bytes": cost.bytes,
                     "storage_per_month": round(cost.storage, 4),
                     "writes_per_month": round(cost.writes, 4),
+                    "links_30_days": cost.links,
+                    "link_bytes_30_days": cost.link_bytes,
+                    "reads_per_month": round(cost.reads, 4),
+                    "egress_per_month": round(cost.egress, 4),
                     "total_per_month": round(cost.total, 4),
                     "prices": vars(cost.prices),
                     "price_origins": cost.price_origins,
@@ -152,18 +161,33 @@ def _kind_usage(kind: ArtifactKind, since: dt.datetime, scan: bool) -> KindUsage
     )
 
 
-def _store_cost(store: StoreName, kinds: list[KindUsage]) -> StoreCost:
+def _links(store: StoreName, since: dt.datetime) -> tuple[int, int]:
+    """Links to ``store`` handed out since ``since``, and the bytes of their objects
+    (matched to the dataset rows by key), from the link audit."""
+    sizes = Dataset.objects.filter(file=OuterRef("key")).values("size")[:1]
+    links = IssuedLink.objects.filter(store=store, issued_at__gte=since)
+    totals = links.annotate(size=Subquery(sizes)).aggregate(links=Count("pk"), bytes=Sum("size"))
+    return totals["links"] or 0, totals["bytes"] or 0
+
+
+def _store_cost(store: StoreName, kinds: list[KindUsage], since: dt.datetime) -> StoreCost:
     config = dual_storage.config.store(store)
+    prices = config.prices
     held = sum(k.bytes for k in kinds if k.store == store)
     writes = sum(k.writes for k in kinds if k.store == store)
+    links, link_bytes = _links(store, since)
     return StoreCost(
         store=store,
         provider=config.provider.name,
         bytes=held,
-        storage=held / GB * config.prices.storage_gb_month,
-        writes=writes / 1e6 * config.prices.class_a_per_million,
-        prices=config.prices,
+        storage=held / GB * prices.storage_gb_month,
+        writes=writes / 1e6 * prices.class_a_per_million,
+        prices=prices,
         price_origins=dict(config.price_origins),
+        links=links,
+        link_bytes=link_bytes,
+        reads=links / 1e6 * prices.class_b_per_million,
+        egress=link_bytes / GB * prices.egress_gb,
     )
 
 
@@ -173,20 +197,24 @@ def usage_report(*, scan: bool = False, now: dt.datetime | None = None) -> Usage
     since = now - dt.timedelta(days=GROWTH_DAYS)
     kinds = [_kind_usage(kind, since, scan) for kind in KINDS]
     stores: dict[StoreName, StoreCost] = {
-        name: _store_cost(name, kinds) for name in ("internal", "external")
+        name: _store_cost(name, kinds, since) for name in ("internal", "external")
     }
     external = dual_storage.config.external.prices
     total_bytes = sum(k.bytes for k in kinds)
     total_writes = sum(k.writes for k in kinds)
+    # The links' reads and egress are the same in both layouts: datasets are external.
+    traffic = stores["external"].reads + stores["external"].egress
     all_external = (
         total_bytes / GB * external.storage_gb_month
         + total_writes / 1e6 * external.class_a_per_million
+        + traffic
     )
     notes = [
         "Storage is priced per GB-month (GB = 2**30 bytes); Class A requests are estimated "
         f"from the uploads of the last {GROWTH_DAYS} days.",
-        "Reads (Class B) and egress are not counted by the app: their prices are listed, "
-        "not charged.",
+        f"Reads (Class B) and egress are estimated from the link audit: each link handed out "
+        f"in the last {GROWTH_DAYS} days counted as one download of its object"
+        + ("." if dual_storage.config.link_audit else " (LINK_AUDIT is off: none counted)."),
     ]
     return UsageReport(
         generated_at=now,

@@ -12,7 +12,7 @@ import pytest
 from django.utils import timezone
 from pytest_django import Settings as SettingsWrapper
 
-from dual_storage_app.models import ARTIFACT_MODELS, Artifact
+from dual_storage_app.models import ARTIFACT_MODELS, Artifact, IssuedLink
 from dual_storage_app.store.transfer import PART_SIZE
 from dual_storage_app.usage import GB, growth_series, upload_requests, usage_report
 from dual_storage_app.usage_chart import bytes_chart
@@ -109,3 +109,26 @@ def test_the_chart_is_a_self_contained_svg_with_escaped_labels() -> None:
     assert "29.0" in svg and "GB" in svg  # the last point's label
     assert "2026-12-01" in svg and "2026-12-30" in svg
     assert "http" not in svg.replace("http://www.w3.org/2000/svg", "")  # nothing fetched
+
+
+def test_reads_and_egress_come_from_the_link_audit(settings: SettingsWrapper) -> None:
+    # AWS S3 charges egress: ten links to a 2 GB dataset count as ten downloads of it.
+    settings.DUAL_STORAGE = {**SEED_PRICES, "EXTERNAL_STORAGE_PROVIDER": "aws"}
+    dataset = _row("datasets", "datasets/big.zip", 2 * GB)
+    now = timezone.now()
+    for days_ago in [*range(10), 45]:  # the one 45 days ago is outside the window
+        issued = now - dt.timedelta(days=days_ago)
+        IssuedLink.objects.create(
+            issued_at=issued,
+            expires_at=issued + dt.timedelta(hours=1),
+            via="client",
+            actor="process test",
+            store="external",
+            bucket="b",
+            key=dataset.key,
+        )
+    external = usage_report().stores["external"]
+    assert (external.links, external.link_bytes) == (10, 20 * GB)
+    assert external.egress == pytest.approx(20 * 0.09)
+    assert external.reads == pytest.approx(10 / 1e6 * 0.40)
+    assert external.total == pytest.approx(external.storage + external.reads + external.egress)

@@ -35,7 +35,8 @@ def report_lines(report: UsageReport) -> list[str]:
         lines.append(
             f"{cost.store} ({cost.provider}): {format_size(cost.bytes)}, "
             f"{_money(cost.total)}/month (storage {_money(cost.storage)}, "
-            f"writes {_money(cost.writes)})"
+            f"writes {_money(cost.writes)}, reads {_money(cost.reads)} and egress "
+            f"{_money(cost.egress)} for {cost.links} link(s) to {format_size(cost.link_bytes)})"
         )
         lines.append(
             f"  prices: ${prices.storage_gb_month}/GB-month "
