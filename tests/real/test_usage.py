@@ -108,4 +108,16 @@ def test_the_usage_page_in_a_real_browser(
     assert any(label.startswith("datasets (2.6") for label in legend), legend
     assert "All on the external store" in page.inner_text("#usage-comparison")
     page.screenshot(path=str(SCREENSHOTS / "usage-01-page.png"), full_page=True)
+    # The link audit's list: a link handed out through the view shows who and from where.
+    dataset = Dataset.objects.order_by("pk").first()
+    assert dataset is not None
+    link = live_server.url + reverse("dual_storage_app:dataset-link", args=[dataset.pk])
+    assert context.request.get(link, max_redirects=0).status == 302  # the browser's session
+    page.goto(live_server.url + reverse("admin:index"))
+    page.click("text=Issued links")
+    page.click("text=link view")  # the "by path" filter
+    rows = page.locator("#result_list tbody tr")
+    assert rows.count() == 1
+    assert "admin" in rows.first.inner_text() and "127.0.0.1" in rows.first.inner_text()
+    page.screenshot(path=str(SCREENSHOTS / "usage-02-issued-links.png"), full_page=True)
     context.close()
