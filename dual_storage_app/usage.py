@@ -135,7 +135,9 @@ def upload_requests(size: int) -> int:
     return 1 if size < PART_SIZE else math.ceil(size / PART_SIZE) + 2
 
 
-def _kind_usage(kind: ArtifactKind, since: dt.datetime, scan: bool) -> KindUsage:
+def kind_usage(kind: ArtifactKind, since: dt.datetime, scan: bool) -> KindUsage:
+    """One kind's figures from the catalog (rows created since ``since`` as its growth),
+    and with ``scan`` from its bucket's listing (the usage-scan job runs one per batch)."""
     store, bucket = dual_storage.locate(kind)
     manager: Any = ARTIFACT_MODELS[kind]._default_manager
     totals = manager.aggregate(objects=Count("pk"), bytes=Sum("size"))
@@ -195,7 +197,7 @@ def usage_report(*, scan: bool = False, now: dt.datetime | None = None) -> Usage
     """Usage and monthly cost of both stores (``scan``: also list every bucket)."""
     now = now or timezone.now()
     since = now - dt.timedelta(days=GROWTH_DAYS)
-    kinds = [_kind_usage(kind, since, scan) for kind in KINDS]
+    kinds = [kind_usage(kind, since, scan) for kind in KINDS]
     stores: dict[StoreName, StoreCost] = {
         name: _store_cost(name, kinds, since) for name in ("internal", "external")
     }

@@ -10,6 +10,7 @@ settings below apply and ``manage.py check --deploy`` passes.
 from __future__ import annotations
 
 import os
+from importlib.util import find_spec
 from pathlib import Path
 
 from dotenv import load_dotenv
@@ -46,8 +47,15 @@ INSTALLED_APPS = [
     "django.contrib.messages",
     "django.contrib.staticfiles",
     "dual_storage_app",
+    # Long jobs (`manage.py dualstorage_jobs`) on the database task backend; the
+    # framework is django.tasks on Django 6, the django_tasks backport app on 5.2.
+    *([] if find_spec("django.tasks") else ["django_tasks"]),
+    "django_tasks_db",
+    "dual_storage_app.jobs",
     "example_project.demo",
 ]
+# Jobs started without --now wait for a worker: `python manage.py db_worker`.
+TASKS = {"default": {"BACKEND": "django_tasks_db.DatabaseBackend", "QUEUES": ["default"]}}
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",

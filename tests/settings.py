@@ -1,6 +1,7 @@
 """Django settings for the test suite (stores are configured per test by fixtures)."""
 
 import os
+from importlib.util import find_spec
 
 from tests.database import database_from_url
 
@@ -41,3 +42,14 @@ DATABASES = {"default": database_from_url(os.environ.get("DUAL_STORAGE_TEST_DATA
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 USE_TZ = True
 STATIC_URL = "/static/"
+
+# Long jobs (dual_storage_app.jobs) on the database task backend, where it is installed
+# (the `test` and `tasks` extras; the nox subset sessions install neither). The task
+# framework is django.tasks on Django 6, the django_tasks backport app on 5.2.
+if find_spec("django_tasks_db") is not None:
+    INSTALLED_APPS += [
+        *([] if find_spec("django.tasks") else ["django_tasks"]),
+        "django_tasks_db",
+        "dual_storage_app.jobs",
+    ]
+    TASKS = {"default": {"BACKEND": "django_tasks_db.DatabaseBackend", "QUEUES": ["default"]}}

@@ -109,9 +109,9 @@ def test_the_usage_page_in_a_real_browser(
     assert "All on the external store" in page.inner_text("#usage-comparison")
     page.screenshot(path=str(SCREENSHOTS / "usage-01-page.png"), full_page=True)
     # The link audit's list: a link handed out through the view shows who and from where.
-    dataset = Dataset.objects.order_by("pk").first()
-    assert dataset is not None
-    link = live_server.url + reverse("dual_storage_app:dataset-link", args=[dataset.pk])
+    first = Dataset.objects.order_by("pk").first()
+    assert first is not None
+    link = live_server.url + reverse("dual_storage_app:dataset-link", args=[first.pk])
     assert context.request.get(link, max_redirects=0).status == 302  # the browser's session
     page.goto(live_server.url + reverse("admin:index"))
     page.click("text=Issued links")

@@ -7,9 +7,7 @@ from typing import Any, cast
 
 from django.core.management.base import CommandParser
 
-from dual_storage_app.catalog import is_publication, register, schema_framework
-from dual_storage_app.exceptions import InvalidKey, ObjectNotFound
-from dual_storage_app.keys import validate_key
+from dual_storage_app.adoption import PUBLISHED, adopt_object, known_frameworks, reason_to_skip
 from dual_storage_app.kinds import KINDS, ArtifactKind
 from dual_storage_app.management._common import (
     StorageCommand,
@@ -17,7 +15,7 @@ from dual_storage_app.management._common import (
     size_text,
     store_and_bucket,
 )
-from dual_storage_app.models import ARTIFACT_MODELS, ConfigSchema
+from dual_storage_app.models import ARTIFACT_MODELS
 
 
 class Command(StorageCommand):
@@ -53,19 +51,15 @@ class Command(StorageCommand):
             store, bucket = store_and_bucket(kind)
             manager: Any = ARTIFACT_MODELS[kind]._default_manager
             rows = set(manager.values_list("file", flat=True))
-            frameworks = (
-                set(ConfigSchema.objects.values_list("framework", flat=True))
-                if kind == "schemas"
-                else set()
-            )
+            frameworks = known_frameworks(kind)
             with command_errors():
                 for info in store.list(bucket, prefix):
                     if info.key in rows:
                         known += 1
                         continue
-                    reason = self._reason_to_skip(kind, info.key, frameworks)
+                    reason = reason_to_skip(kind, info.key, frameworks)
                     if reason is not None:
-                        if reason != "published":
+                        if reason != PUBLISHED:
                             skipped.append({"kind": kind, "key": info.key, "reason": reason})
                             self.note(self.style.WARNING(f"skipped {kind} {info.key}: {reason}"))
                         else:
@@ -73,9 +67,8 @@ class Command(StorageCommand):
                         continue
                     entry = {"kind": kind, "key": info.key, "size": info.size}
                     if not dry_run:
-                        try:
-                            row, _ = register(kind, store.hash_object(bucket, info.key))
-                        except ObjectNotFound:  # deleted since the listing
+                        row = adopt_object(kind, store, bucket, info.key)
+                        if row is None:  # deleted since the listing
                             continue
                         entry.update(size=row.size, sha256=row.sha256, id=row.pk)
                         if kind == "schemas":
@@ -99,22 +92,3 @@ class Command(StorageCommand):
             },
             [self.style.SUCCESS(summary)],
         )
-
-    @staticmethod
-    def _reason_to_skip(kind: ArtifactKind, key: str, frameworks: set[str]) -> str | None:
-        """Why ``key`` gets no row (``"published"``: a schema row's publication)."""
-        if key.endswith("/"):
-            return "a folder marker"
-        try:
-            validate_key(key)
-        except InvalidKey as exc:
-            return f"the key is refused ({exc})"
-        if kind == "schemas":
-            framework = schema_framework(key)
-            if framework in frameworks:
-                return (
-                    "published"
-                    if is_publication(kind, key)
-                    else (f"schema {framework!r} already has a row (an older version?)")
-                )
-        return None

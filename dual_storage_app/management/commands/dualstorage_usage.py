@@ -11,7 +11,8 @@ from dual_storage_app.usage import GROWTH_DAYS, UsageReport, usage_report
 
 
 def _money(value: float) -> str:
-    return f"${value:,.2f}"
+    """``$1,234.50``; amounts under a cent keep their significant digits (``$0.000062``)."""
+    return f"${value:,.2f}" if value == 0 or abs(value) >= 0.01 else f"${value:.2g}"
 
 
 def report_lines(report: UsageReport) -> list[str]:
@@ -39,10 +40,10 @@ def report_lines(report: UsageReport) -> list[str]:
             f"{_money(cost.egress)} for {cost.links} link(s) to {format_size(cost.link_bytes)})"
         )
         lines.append(
-            f"  prices: ${prices.storage_gb_month}/GB-month "
+            f"  prices: ${prices.storage_gb_month:g}/GB-month "
             f"({cost.price_origins['storage_gb_month']}), "
-            f"Class A ${prices.class_a_per_million}/M, Class B ${prices.class_b_per_million}/M, "
-            f"egress ${prices.egress_gb}/GB"
+            f"Class A ${prices.class_a_per_million:g}/M, "
+            f"Class B ${prices.class_b_per_million:g}/M, egress ${prices.egress_gb:g}/GB"
         )
     lines.append("")
     lines.append(

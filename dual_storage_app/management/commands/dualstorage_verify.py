@@ -7,14 +7,14 @@ from typing import Any, cast
 from django.core.management.base import CommandError, CommandParser
 
 from dual_storage_app.catalog import is_publication
-from dual_storage_app.exceptions import DualStorageError, ObjectNotFound
 from dual_storage_app.kinds import KINDS, ArtifactKind
 from dual_storage_app.management._common import (
     StorageCommand,
     command_errors,
     store_and_bucket,
 )
-from dual_storage_app.models import ARTIFACT_MODELS, Artifact
+from dual_storage_app.models import ARTIFACT_MODELS
+from dual_storage_app.verification import check_artifact
 
 
 class Command(StorageCommand):
@@ -49,7 +49,7 @@ class Command(StorageCommand):
             manager: Any = ARTIFACT_MODELS[cast(ArtifactKind, kind)]._default_manager
             for row in manager.order_by("pk").iterator():
                 checked += 1
-                problem = self._check(row, quick=quick)
+                problem = check_artifact(row, quick=quick).problem
                 if problem is not None:
                     problems.append(
                         {"kind": kind, "id": row.pk, "key": row.key, "problem": problem}
@@ -64,24 +64,6 @@ class Command(StorageCommand):
         )
         if problems:
             raise CommandError(f"{len(problems)} artifact problem(s) found; see above.")
-
-    def _check(self, row: Artifact, *, quick: bool) -> str | None:
-        try:
-            store, bucket = row.location()
-            if quick:
-                info = store.head(bucket, row.key)
-                if info.size != row.size or (row.etag and info.etag != row.etag):
-                    return f"changed in the store (size {info.size}, ETag {info.etag})"
-                return None
-            read = store.hash_object(bucket, row.key)
-            size, sha256 = read.size, read.sha256
-        except ObjectNotFound:
-            return "missing: no object at its key"
-        except DualStorageError as exc:
-            return row.describe_failure(exc)
-        if (size, sha256) != (row.size, row.sha256):
-            return f"changed in the store (size {size}, SHA-256 {sha256[:12]})"
-        return None
 
     def _orphans(self, kind: str) -> list[dict[str, Any]]:
         store, bucket = store_and_bucket(kind)
