@@ -30,7 +30,7 @@ from django.utils.translation import gettext_lazy, ngettext
 
 from .client import dual_storage
 from .exceptions import ConfigurationError, DualStorageError, InvalidArgument, ObjectNotFound
-from .links import issue, issued_to, web_holder
+from .links import issue_to_request
 from .models import Artifact, Dataset, TrainingCheckpoint
 from .retention import apply_retention, plan_as_previewed, plan_jobs
 from .store.transfer import MAX_PRESIGN_SECONDS, validate_expiry
@@ -134,17 +134,17 @@ def create_presigned_links(
     for dataset in queryset.iterator():
         try:
             store, bucket = dataset.location()
-            with issued_to(web_holder(request, "admin")):
-                url = issue(
-                    store,
-                    bucket,
-                    dataset.key,
-                    expires,
-                    via="admin",
-                    dataset_id=dataset.pk,
-                    batched=True,  # up to 1,000 at once: written with the request's end
-                    record=dual_storage.config.link_audit,
-                )
+            url = issue_to_request(
+                request,
+                "admin",
+                store,
+                bucket,
+                dataset.key,
+                expires,
+                dataset_id=dataset.pk,
+                batched=True,  # up to 1,000 at once: written with the request's end
+                record=dual_storage.config.link_audit,
+            )
             links.append(PresignedLink(dataset, url))
         except DualStorageError as exc:
             modeladmin.message_user(

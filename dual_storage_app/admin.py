@@ -34,6 +34,7 @@ from ._admin_actions import (
     verify_integrity,
 )
 from ._admin_usage import usage_page
+from .audit import RECORD_FIELDS
 from .client import dual_storage
 from .exceptions import ConfigurationError, DualStorageError, safe_reason
 from .models import (
@@ -224,18 +225,7 @@ class IssuedLinkAdmin(_ModelAdmin):
     search_fields = ("key", "actor", "remote_addr")
     date_hierarchy = "issued_at"
     list_select_related = False
-    readonly_fields = (
-        "issued_at",
-        "expires_at",
-        "via",
-        "user",
-        "actor",
-        "remote_addr",
-        "store",
-        "bucket",
-        "key",
-        "dataset",
-    )
+    readonly_fields = RECORD_FIELDS
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False

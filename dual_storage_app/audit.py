@@ -76,8 +76,8 @@ class IssuedLink(models.Model):
         return f"{self.key} to {self.actor} until {self.expires_at:%Y-%m-%d %H:%M}"
 
 
-# The columns a batch writes, in order (the same values as _row()).
-_COLUMNS = (
+# Every field of a record, in the order a batch writes them (the same values as _row()).
+RECORD_FIELDS = (
     "issued_at",
     "expires_at",
     "via",
@@ -98,7 +98,7 @@ def _insert_batch(links: list[LinkRecord]) -> None:
     operations, as the ORM would."""
     connection = connections[router.db_for_write(IssuedLink)]
     ops, quote = connection.ops, connection.ops.quote_name
-    fields = [cast("models.Field[Any, Any]", IssuedLink._meta.get_field(n)) for n in _COLUMNS]
+    fields = [cast("models.Field[Any, Any]", IssuedLink._meta.get_field(n)) for n in RECORD_FIELDS]
     columns = ", ".join(quote(str(field.column)) for field in fields)
     # Identifiers from the model, quoted by the backend; every value is a parameter.
     sql = (

@@ -158,3 +158,29 @@ def issue(
             batched=batched,
         )
     return url
+
+
+def issue_to_request(
+    request: Any,
+    via: Via,
+    store: Store,
+    bucket: str,
+    key: str,
+    expiration: int,
+    *,
+    dataset_id: int | None = None,
+    batched: bool = False,
+    record: bool = True,
+) -> str:
+    """:func:`issue` for a web request: recorded as handed to its user, from its address."""
+    with issued_to(web_holder(request, via)):
+        return issue(
+            store,
+            bucket,
+            key,
+            expiration,
+            via=via,
+            dataset_id=dataset_id,
+            batched=batched,
+            record=record,
+        )

@@ -37,7 +37,7 @@ from ._download_response import artifact_response
 from .client import dual_storage
 from .exceptions import ConfigurationError, DualStorageError, InvalidArgument, ObjectNotFound
 from .kinds import kinds_on
-from .links import issue, issued_to, web_holder
+from .links import issue_to_request
 from .models import ARTIFACT_MODELS, Artifact, Dataset
 from .store.transfer import validate_expiry
 
@@ -150,16 +150,16 @@ def dataset_link(request: HttpRequest, pk: int) -> HttpResponseBase:
     dataset = get_object_or_404(Dataset, pk=pk)
     try:
         store, bucket = dataset.location()
-        with issued_to(web_holder(request, "view")):
-            url = issue(
-                store,
-                bucket,
-                dataset.key,
-                expires,
-                via="view",
-                dataset_id=dataset.pk,
-                record=dual_storage.config.link_audit,
-            )
+        url = issue_to_request(
+            request,
+            "view",
+            store,
+            bucket,
+            dataset.key,
+            expires,
+            dataset_id=dataset.pk,
+            record=dual_storage.config.link_audit,
+        )
     except (DualStorageError, ConfigurationError) as exc:
         return _storage_failure(exc, dataset)
     response = HttpResponseRedirect(url)
