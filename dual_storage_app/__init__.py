@@ -28,6 +28,8 @@ PUBLIC_API: dict[str, tuple[str, ...]] = {
         "TrainingCheckpoint",
         "ConfigSchema",
         "Dataset",
+        "RetentionPolicy",
+        "IssuedLink",
         "ARTIFACT_MODELS",
     ),
     "dual_storage_app.exceptions": (
@@ -46,9 +48,13 @@ PUBLIC_API: dict[str, tuple[str, ...]] = {
     "dual_storage_app.kinds": ("ArtifactKind", "KINDS", "REGISTRY", "KindSpec"),
     "dual_storage_app.keys": ("validate_key", "validate_prefix"),
     "dual_storage_app.catalog": ("register", "is_publication"),
+    "dual_storage_app.retention": ("plan_retention", "apply_retention"),
+    "dual_storage_app.usage": ("usage_report", "growth_series"),
+    "dual_storage_app.links": ("issued_to", "Holder"),
+    "dual_storage_app.audit": ("purge_old_records",),
     "dual_storage_app.store": ("Store", "ObjectInfo", "TransferResult"),
     "dual_storage_app.store.transfer": ("reporting_progress",),
-    "dual_storage_app.config.providers": ("PROFILES", "ProviderProfile"),
+    "dual_storage_app.config.providers": ("PROFILES", "ProviderProfile", "Prices"),
     "dual_storage_app.urls": ("urlpatterns", "app_name"),
     "dual_storage_app.testing.server": ("LocalS3Server",),
     "dual_storage_app.testing.plugin": (
