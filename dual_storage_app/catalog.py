@@ -95,27 +95,30 @@ def register(kind: ArtifactKind, result: TransferResult) -> tuple[Artifact, bool
     return row, created
 
 
-def _record_again(kind: ArtifactKind, result: TransferResult) -> None:
-    """After a rollback took back an update of a row whose object was already replaced
-    (a store write cannot be rolled back): make the row describe the object again."""
-    try:
-        register(kind, result)
-    except Exception:
-        logger.exception(
-            "Could not record %s/%s again after a rollback; dualstorage_verify will report "
-            "it as changed",
-            result.bucket,
-            result.key,
-        )
+def _report_rolled_back_update(result: TransferResult) -> None:
+    """A rollback took back the update of a row whose object already holds the new bytes
+    (a store write cannot be rolled back). Runs while Django is still leaving the
+    transaction, where no query may be made, so it says what to do rather than fix it."""
+    logger.error(
+        "A rollback took back the row of %s/%s on the %s store, but the object already "
+        "holds the bytes written in that transaction (SHA-256 %s): dualstorage_verify "
+        "reports it as changed; record it with the admin's 'Accept the stored content' or "
+        "by writing it again.",
+        result.bucket,
+        result.key,
+        result.store,
+        result.sha256[:12],
+    )
 
 
 class ModelCatalog:
     """The artifact models as the client's :class:`~.client.Catalog`.
 
-    Inside a transaction that rolls back, a write the client made keeps the models'
-    promise: the object of a row it created is deleted with it (no object without a
-    row); a row it updated is recorded again afterwards, since the object already holds
-    the new bytes (no row describing bytes that are gone)."""
+    Inside a transaction that rolls back, the object of a row the write created is
+    deleted with it, as the models do (no object without a row). A row it updated goes
+    back to the bytes it recorded while the object keeps the new ones (a store write
+    cannot be rolled back): that is logged as an error naming the key, and
+    ``dualstorage_verify`` reports the row as changed."""
 
     def record(self, kind: ArtifactKind, store: Store, result: TransferResult) -> None:
         row, created = register(kind, result)
@@ -123,7 +126,7 @@ class ModelCatalog:
         if created:
             delete_on_rollback(store, result.bucket, result.key, using=using)
         else:
-            on_rollback(partial(_record_again, kind, result), using=using)
+            on_rollback(partial(_report_rolled_back_update, result), using=using)
 
     def forget(self, kind: ArtifactKind, key: str) -> None:
         # The post_delete handler deletes the (already deleted) object again after

@@ -7,12 +7,15 @@ nothing recorded by a process without Django; a failed record keeps the object.
 from __future__ import annotations
 
 import io
+import json
 import os
 import subprocess
 import sys
+from io import StringIO
 from pathlib import Path
 
 import pytest
+from django.core.management import CommandError, call_command
 from django.db import transaction
 from pytest_django import Settings as SettingsWrapper
 
@@ -160,7 +163,7 @@ class Rollback(Exception):
 
 @pytest.mark.django_db(transaction=True)
 def test_a_rollback_keeps_rows_and_objects_in_step(
-    dual_storage_buckets: DualStorageClient, tmp_path: Path
+    dual_storage_buckets: DualStorageClient, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     client = dual_storage_buckets
     weight = tmp_path / "w.pth"
@@ -177,8 +180,25 @@ def test_a_rollback_keeps_rows_and_objects_in_step(
     # The new row went, and its object with it: no object without a row.
     assert not client.exists("weights", "new.pth")
     assert list(ModelWeight.objects.values_list("file", flat=True)) == ["kept.pth"]
-    # The store write could not be taken back: the row describes the object again.
-    assert ModelWeight.objects.get().sha256 == sha256(b"second!")
+    # The store write could not be taken back: the row still describes the first bytes,
+    # the error log names the key, and verify reports the row as changed.
+    assert ModelWeight.objects.get().sha256 == sha256(b"first")
+    logged = [r.getMessage() for r in caplog.records if r.levelname == "ERROR"]
+    assert any(
+        "kept.pth" in message and "Accept the stored content" in message for message in logged
+    )
+    problems = _verify_problems()
+    assert [(p["key"], p["problem"].split(" (")[0]) for p in problems] == [
+        ("kept.pth", "changed in the store")
+    ]
     # The schema row is back at version 1, and so is what get_schema() serves.
     assert ConfigSchema.objects.get().sha256 == sha256(b'{"v": 1}')
     assert client.get_schema("fw") == b'{"v": 1}'
+
+
+def _verify_problems() -> list[dict[str, str]]:
+    out = StringIO()
+    with pytest.raises(CommandError):
+        call_command("dualstorage_verify", "--kind", "weights", "--json", stdout=out)
+    problems: list[dict[str, str]] = json.loads(out.getvalue())["problems"]
+    return problems

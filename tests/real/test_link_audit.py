@@ -12,6 +12,7 @@ import pytest
 from django.contrib.auth.models import User
 from django.core.files.base import ContentFile
 from django.core.signals import request_finished
+from django.db import close_old_connections
 from django.test import Client
 from django.urls import reverse
 from django.utils import timezone
@@ -32,6 +33,16 @@ def dataset(dual_storage_buckets: DualStorageClient) -> Dataset:
     row.file.save("coco.zip", ContentFile(b"zip bytes"))
     IssuedLink.objects.all().delete()
     return row
+
+
+def _end_of_request() -> None:
+    """Django's request_finished, as the test client sends it: without closing the
+    database connection (PostgreSQL's would end the test's transaction)."""
+    request_finished.disconnect(close_old_connections)
+    try:
+        request_finished.send(sender=None)
+    finally:
+        request_finished.connect(close_old_connections)
 
 
 def _no_url_kept(url: str) -> None:
@@ -88,7 +99,7 @@ def test_storage_urls_are_recorded_in_batches(dataset: Dataset) -> None:
     count = BATCH_SIZE * 2 + 7
     urls = [storage.url(dataset.key) for _ in range(count)]
     assert IssuedLink.objects.count() == BATCH_SIZE * 2  # two full batches written
-    request_finished.send(sender=None)  # the end of the request writes the rest
+    _end_of_request()  # the end of the request writes the rest
     assert IssuedLink.objects.filter(via="storage").count() == count
     _no_url_kept(urls[-1])
     # The exit hook writes whatever a thread left waiting.
@@ -103,7 +114,7 @@ def test_link_audit_off_records_nothing(
     settings.DUAL_STORAGE = {**settings.DUAL_STORAGE, "LINK_AUDIT": "false"}
     dual_storage_buckets.generate_dataset_presigned_url(dataset.key)
     datasets_storage().url(dataset.key)
-    request_finished.send(sender=None)
+    _end_of_request()
     run("dualstorage_presign", "--id", str(dataset.pk))
     assert not IssuedLink.objects.exists()
 
