@@ -251,6 +251,14 @@ class StorageCommand(BaseCommand):
         )
 
     @staticmethod
+    def add_kinds_option(
+        parser: argparse.ArgumentParser,
+        help_text: str = "Only this kind (repeatable; default: all four).",
+    ) -> None:
+        """``--kind K`` (repeatable, into ``kinds``): the artifact kinds to work on."""
+        parser.add_argument("--kind", dest="kinds", action="append", choices=KINDS, help=help_text)
+
+    @staticmethod
     def add_lookup_arguments(parser: CommandParser) -> None:
         which = parser.add_mutually_exclusive_group(required=True)
         which.add_argument("--id", type=positive_int, help="The artifact row's id.")

@@ -29,13 +29,7 @@ class Command(StorageCommand):
 
     def add_arguments(self, parser: CommandParser) -> None:
         super().add_arguments(parser)
-        parser.add_argument(
-            "--kind",
-            dest="kinds",
-            action="append",
-            choices=KINDS,
-            help="Only this kind (repeatable; default: all four).",
-        )
+        self.add_kinds_option(parser)
         parser.add_argument("--prefix", default="", help="Only keys starting with this.")
         parser.add_argument(
             "--dry-run", action="store_true", help="List what would be adopted; change nothing."

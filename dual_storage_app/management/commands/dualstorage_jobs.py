@@ -14,7 +14,6 @@ from django.apps import apps
 from django.core.exceptions import ImproperlyConfigured
 from django.core.management.base import CommandError, CommandParser
 
-from dual_storage_app.kinds import KINDS
 from dual_storage_app.management._common import (
     JSON_FLAG,
     StorageCommand,
@@ -61,12 +60,8 @@ class Command(StorageCommand):
         start.add_argument(
             "--now", action="store_true", help="Run every batch in this process, then report."
         )
-        start.add_argument(
-            "--kind",
-            dest="kinds",
-            action="append",
-            choices=KINDS,
-            help="verify, adopt, usage-scan: only this artifact kind (repeatable).",
+        self.add_kinds_option(
+            start, help_text="verify, adopt, usage-scan: only this artifact kind (repeatable)."
         )
         start.add_argument("--quick", action="store_true", help="verify: HEAD only.")
         start.add_argument("--prefix", help="adopt: only keys starting with this.")

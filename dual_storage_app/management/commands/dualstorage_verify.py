@@ -26,13 +26,7 @@ class Command(StorageCommand):
 
     def add_arguments(self, parser: CommandParser) -> None:
         super().add_arguments(parser)
-        parser.add_argument(
-            "--kind",
-            dest="kinds",
-            action="append",
-            choices=KINDS,
-            help="Only this kind (repeatable; default: all four).",
-        )
+        self.add_kinds_option(parser)
         parser.add_argument(
             "--quick", action="store_true", help="HEAD only: size and ETag, no re-read."
         )
