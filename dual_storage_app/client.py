@@ -312,6 +312,19 @@ def validate_schema_json(data: bytes, framework: str) -> None:
         )
 
 
+def without_secrets(message: str) -> str:
+    """Belt and braces: error messages never carry a secret, and this makes sure (the
+    configured stores' secret keys become ``***``)."""
+    try:
+        config = dual_storage.config
+    except (DualStorageError, ConfigurationError):
+        return message
+    for secret in (config.internal.secret_key, config.external.secret_key):
+        if secret:
+            message = message.replace(secret, "***")
+    return message
+
+
 def clear_schema_cache() -> None:
     """Forget every cached schema in this process (``get_schema`` asks the store again)."""
     schema_cache.clear()

@@ -43,7 +43,7 @@ from django.db import connections, router, transaction
 from django.db.models import F, Min, Q, QuerySet
 from django.utils import timezone
 
-from ..management._common import without_secrets
+from ..client import without_secrets
 from .models import BatchStatus, JobBatch, JobStatus, StorageJob
 from .work import spec_for
 

@@ -22,7 +22,12 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.template.defaultfilters import filesizeformat
 from tqdm import tqdm
 
-from dual_storage_app.client import MAX_SCHEMA_BYTES, dual_storage, schema_problem
+from dual_storage_app.client import (
+    MAX_SCHEMA_BYTES,
+    dual_storage,
+    schema_problem,
+    without_secrets,
+)
 from dual_storage_app.exceptions import ConfigurationError, DualStorageError
 from dual_storage_app.keys import validate_key
 from dual_storage_app.kinds import KINDS, ArtifactKind
@@ -132,18 +137,6 @@ def artifact_data(artifact: Artifact) -> dict[str, Any]:
     }
     data.update({f: getattr(artifact, f) for f in _EXTRA_FIELDS if hasattr(artifact, f)})
     return data
-
-
-def without_secrets(message: str) -> str:
-    """Belt and braces: error messages never carry a secret, and this makes sure."""
-    try:
-        config = dual_storage.config
-    except (DualStorageError, ConfigurationError):
-        return message
-    for secret in (config.internal.secret_key, config.external.secret_key):
-        if secret:
-            message = message.replace(secret, "***")
-    return message
 
 
 def as_command_error(exc: Exception) -> CommandError:

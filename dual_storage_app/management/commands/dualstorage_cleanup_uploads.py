@@ -14,12 +14,12 @@ from typing import Any
 
 from django.core.management.base import CommandError, CommandParser
 
+from dual_storage_app.client import without_secrets
 from dual_storage_app.exceptions import DualStorageError
 from dual_storage_app.kinds import KINDS
 from dual_storage_app.management._common import (
     StorageCommand,
     store_and_bucket,
-    without_secrets,
 )
 from dual_storage_app.store import MultipartUpload, Store
 
