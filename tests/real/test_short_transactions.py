@@ -64,8 +64,9 @@ def test_a_callers_rollback_still_deletes_the_object(real_storage: DualStorageCl
 
 @dataclass
 class Sample:
-    at: float
+    at: float  # when the answer came back
     in_transaction: bool
+    began: float = 0.0  # when the query was sent: it saw the backend somewhere in between
 
 
 class TransactionSampler:
@@ -92,8 +93,9 @@ class TransactionSampler:
     def _run(self) -> None:
         query = "SELECT xact_start IS NOT NULL FROM pg_stat_activity WHERE pid = %s"
         while not self.stopped.is_set():
+            began = time.monotonic()
             row = self.connection.execute(query, (self.pid,)).fetchone()
-            self.samples.append(Sample(time.monotonic(), bool(row and row[0])))
+            self.samples.append(Sample(time.monotonic(), bool(row and row[0]), began))
             time.sleep(0.005)
 
     def __enter__(self) -> TransactionSampler:
@@ -106,7 +108,9 @@ class TransactionSampler:
         self.connection.close()
 
     def between(self, start: float, end: float) -> list[Sample]:
-        return [s for s in self.samples if start <= s.at <= end]
+        """The samples taken wholly inside ``start``..``end``: one sent just before
+        ``start`` may have seen the statement that preceded it (the row's SELECT)."""
+        return [s for s in self.samples if start <= s.began and s.at <= end]
 
 
 def backend_pid() -> int:
