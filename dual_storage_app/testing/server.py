@@ -81,6 +81,17 @@ def free_port_pair(exclude: set[int] | None = None) -> int:
 
 
 SECURITY_FILE = "security.toml"
+MASTER_FILE = "master.toml"
+# Each bucket is a SeaweedFS collection, and its first write grows a batch of volumes
+# for it (seven by default). Two per bucket keep a server with hundreds of buckets
+# within VOLUME_SLOTS; volumes are sparse files, so a slot costs no disk until written.
+MASTER_TOML = """[master.volume_growth]
+copy_1 = 2
+copy_2 = 2
+copy_3 = 3
+copy_other = 1
+"""
+VOLUME_SLOTS = 1000
 # The gRPC services weed server runs, each given the server certificate, and the
 # certificate every component presents when it dials another.
 _GRPC_SECTIONS = ("master", "volume", "filer", "s3", "client")
@@ -267,6 +278,7 @@ class LocalS3Server:
         tls_dir = self.data_dir / "tls"
         write_grpc_certificates(tls_dir)
         _write_private(self.data_dir / SECURITY_FILE, security_toml(tls_dir))
+        _write_private(self.data_dir / MASTER_FILE, MASTER_TOML)
         return [
             find_weed(),
             "server",
@@ -288,7 +300,10 @@ class LocalS3Server:
             "-disableHttp",
             "-master.telemetry=false",
             "-master.volumeSizeLimitMB=1024",
-            "-volume.max=0",
+            # A fixed number of volume slots: "0" sizes them from the free disk space
+            # (one per volumeSizeLimitMB free), so on a small disk only a few buckets
+            # could hold objects at once and the next write answered InternalError.
+            f"-volume.max={VOLUME_SLOTS}",
             "-volume.preStopSeconds=0",
             "-master.electionTimeout=1s",
         ]

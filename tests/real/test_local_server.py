@@ -164,3 +164,24 @@ def test_embedded_server_adds_no_identity_it_does_not_serve(
 
     settings.DUAL_STORAGE = embedded_settings(**extra)
     assert embedded_server(tmp_path).bucket_identities == ()
+
+
+def test_many_buckets_hold_objects_at_once(s3_servers: dict[str, LocalS3Server]) -> None:
+    """Volume slots do not depend on the free disk space: with ``-volume.max=0`` SeaweedFS
+    allowed one volume per GB free and grew seven per bucket, so on a 33 GB-free disk the
+    sixth bucket's first write answered InternalError (a CI run failed this way)."""
+    server = s3_servers["internal"]
+    client = server.client()
+    buckets = [f"slots-{number:02d}-{os.urandom(4).hex()}" for number in range(25)]
+    try:
+        for bucket in buckets:
+            client.create_bucket(Bucket=bucket)
+            client.put_object(Bucket=bucket, Key="object", Body=b"x" * 1024)
+        assert all(
+            client.get_object(Bucket=bucket, Key="object")["Body"].read() == b"x" * 1024
+            for bucket in buckets
+        )
+    finally:
+        for bucket in buckets:
+            with contextlib.suppress(Exception):
+                server.delete_bucket(bucket)
