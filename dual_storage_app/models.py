@@ -29,6 +29,7 @@ from django.utils.text import get_valid_filename
 
 from ._consistency import delete_on_commit, delete_on_rollback, delete_quietly, on_rollback
 from .audit import IssuedLink as IssuedLink  # the link audit's record (audit.py), a model here
+from .moving.journal import MigrationEntry as MigrationEntry  # the migration journal, a model here
 from .client import MAX_SCHEMA_BYTES, dual_storage, schema_key, schema_problem
 from .exceptions import (
     ConfigurationError,

@@ -1,0 +1,524 @@
+"""A migration: plan it from a listing of the source, journal it, run it until done.
+
+``plan_migration`` lists the source buckets and maps each key through the rules (what
+goes where, counts, bytes, conflicts, the monthly saving). ``write_journal`` adds the
+plan's objects to the journal (:mod:`.journal`) once: a second plan of the same source
+adds only new objects and never resets one already copied. ``run_migration`` then takes
+journal rows under a lease and moves each forward, with the copies in a thread pool and
+every database write in the calling thread:
+
+* ``pending``/``failed`` -> ``copied``: :func:`~.copying.copy_verified` (server-side,
+  streamed or in place; a copy found from an earlier, killed run is verified, not
+  copied again);
+* ``copied`` -> ``recorded``: the artifact row is created (or checked: a row that
+  records other bytes is a conflict);
+* ``recorded`` -> ``source deleted``, only with ``delete_source``, only while the row
+  exists and the source still has the ETag that was copied.
+
+Run by ``manage.py dualstorage_migrate --apply`` in one process, and by the ``migrate``
+job of :mod:`dual_storage_app.jobs` across task workers (each batch a range of rows).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import os
+import socket
+import time
+from collections import Counter, defaultdict
+from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any
+
+from django.db import transaction
+from django.db.models import F, Q
+from django.utils import timezone
+
+from ..adoption import PUBLISHED, known_frameworks, reason_to_skip
+from ..catalog import register, schema_framework
+from ..client import dual_storage
+from ..exceptions import DualStorageError, InvalidKey, ObjectExists
+from ..kinds import KINDS, ArtifactKind, spec_for
+from ..models import ARTIFACT_MODELS
+from ..store import Store, TransferResult
+from ..store.transfer import guess_content_type
+from .copying import CopyOutcome, ObjectRef, copy_verified, delete_source, is_same_object
+from .journal import EntryState, MigrationEntry
+from .rules import Rule, map_key
+from .source import MigrationSource
+
+logger = logging.getLogger(__name__)
+
+GB = 2**30
+LEASE = dt.timedelta(minutes=5)
+DEFAULT_WORKERS = 8
+MAX_ERRORS_SHOWN = 20
+
+
+PUBLISHED_NOTE = "the published copy of a schema row"
+
+
+def _rows(kind: ArtifactKind) -> Any:
+    """The default manager of ``kind``'s artifact model."""
+    return ARTIFACT_MODELS[kind]._default_manager
+
+
+# -- the plan ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class PlannedObject:
+    """One source object and where the rules send it."""
+
+    bucket: str
+    key: str
+    size: int
+    etag: str
+    kind: ArtifactKind | None  # None: unmapped, skipped or in conflict
+    target_bucket: str = ""
+    target_key: str = ""
+    state: EntryState = EntryState.PENDING
+    note: str = ""
+
+
+@dataclass
+class MigrationPlan:
+    """What a migration would do."""
+
+    source: MigrationSource
+    rules: tuple[Rule, ...]
+    objects: list[PlannedObject] = field(default_factory=list)
+
+    def by_state(self, state: EntryState) -> list[PlannedObject]:
+        return [item for item in self.objects if item.state == state]
+
+    def summary(self) -> dict[str, Any]:
+        """Counts and bytes per kind (with its store and bucket), what is left alone or
+        in conflict, and the monthly storage saving."""
+        kinds: dict[str, dict[str, Any]] = {}
+        for kind in KINDS:
+            items = [i for i in self.objects if i.kind == kind and i.state == EntryState.PENDING]
+            store, bucket = dual_storage.locate(kind)
+            kinds[kind] = {
+                "store": store.name,
+                "bucket": bucket,
+                "objects": len(items),
+                "bytes": sum(i.size for i in items),
+            }
+        left = self.by_state(EntryState.SKIPPED)
+        conflicts = self.by_state(EntryState.CONFLICT)
+        return {
+            "source": self.source.describe(),
+            "rules": [rule.describe() for rule in self.rules],
+            "kinds": kinds,
+            "left_alone": {"objects": len(left), "bytes": sum(i.size for i in left)},
+            "conflicts": [
+                {"bucket": i.bucket, "key": i.key, "why": i.note} for i in conflicts[:100]
+            ],
+            "conflict_count": len(conflicts),
+            "cost": monthly_saving(self.source, kinds),
+        }
+
+
+def monthly_saving(source: MigrationSource, kinds: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """Storage per month before (every planned byte on the source's provider, at its
+    list price) and after (each kind at its target store's price), in US dollars."""
+    before_price = source.config.provider.prices.storage_gb_month
+    total = sum(int(entry["bytes"]) for entry in kinds.values())
+    before = total / GB * before_price
+    after = 0.0
+    for kind, entry in kinds.items():
+        store, _ = dual_storage.locate(kind)  # type: ignore[arg-type]
+        after += int(entry["bytes"]) / GB * store.config.prices.storage_gb_month
+    return {
+        "before_usd_month": round(before, 4),
+        "after_usd_month": round(after, 4),
+        "saving_usd_month": round(before - after, 4),
+        "prices": (
+            f"source: the {source.config.provider.name} profile's "
+            f"${before_price}/GB-month; targets: each store's storage price "
+            "(dualstorage_usage shows where each came from)"
+        ),
+    }
+
+
+def plan_migration(source: MigrationSource, rules: Sequence[Rule]) -> MigrationPlan:
+    """List every source bucket and map each object (no write anywhere)."""
+    plan = MigrationPlan(source, tuple(rules))
+    store = source.store()
+    for bucket in source.buckets:
+        for info in store.list(bucket):
+            plan.objects.append(_planned(bucket, info.key, info.size, info.etag, rules))
+    targets = Counter((i.kind, i.target_key) for i in plan.objects if i.kind is not None)
+    for index, item in enumerate(plan.objects):
+        if item.kind is not None and targets[(item.kind, item.target_key)] > 1:
+            plan.objects[index] = PlannedObject(
+                item.bucket,
+                item.key,
+                item.size,
+                item.etag,
+                None,
+                item.target_bucket,
+                item.target_key,
+                EntryState.CONFLICT,
+                f"another source object also maps to {item.kind} key {item.target_key!r}",
+            )
+    return plan
+
+
+def _planned(bucket: str, key: str, size: int, etag: str, rules: Sequence[Rule]) -> PlannedObject:
+    if key.endswith("/"):
+        return PlannedObject(
+            bucket, key, size, etag, None, state=EntryState.SKIPPED, note="a folder marker"
+        )
+    try:
+        mapped = map_key(rules, bucket, key)
+    except InvalidKey as exc:
+        return PlannedObject(
+            bucket, key, size, etag, None, state=EntryState.CONFLICT, note=str(exc)
+        )
+    if mapped is None:
+        return PlannedObject(
+            bucket, key, size, etag, None, state=EntryState.SKIPPED, note="no rule matches"
+        )
+    if mapped.kind is None:
+        return PlannedObject(
+            bucket,
+            key,
+            size,
+            etag,
+            None,
+            state=EntryState.SKIPPED,
+            note=f"rule {mapped.rule.match!r}",
+        )
+    _, target_bucket = dual_storage.locate(mapped.kind)
+    return PlannedObject(bucket, key, size, etag, mapped.kind, target_bucket, mapped.target_key)
+
+
+# -- the journal ----------------------------------------------------------------------------
+
+
+def write_journal(name: str, plan: MigrationPlan) -> dict[str, int]:
+    """Add the plan's objects to migration ``name``'s journal; an object journaled before
+    keeps its state (a pending one gets the ETag and size listed now). Returns how many
+    rows were added and refreshed."""
+    existing = {
+        (row.source_bucket, row.source_key): row
+        for row in MigrationEntry.objects.filter(migration=name)
+    }
+    endpoint = plan.source.config.endpoint_url
+    new, refreshed = [], []
+    for item in plan.objects:
+        row = existing.get((item.bucket, item.key))
+        if row is None:
+            new.append(
+                MigrationEntry(
+                    migration=name,
+                    source_endpoint=endpoint,
+                    source_bucket=item.bucket,
+                    source_key=item.key,
+                    size=item.size,
+                    source_etag=item.etag,
+                    kind=item.kind or "",
+                    target_bucket=item.target_bucket,
+                    target_key=item.target_key,
+                    state=item.state,
+                    error=item.note,
+                )
+            )
+        elif row.state in (EntryState.PENDING, EntryState.FAILED) and (
+            row.source_etag != item.etag or row.size != item.size
+        ):
+            row.source_etag, row.size = item.etag, item.size
+            refreshed.append(row)
+    with transaction.atomic():
+        MigrationEntry.objects.bulk_create(new, batch_size=500, ignore_conflicts=True)
+        MigrationEntry.objects.bulk_update(refreshed, ["source_etag", "size"], batch_size=500)
+    return {"added": len(new), "refreshed": len(refreshed)}
+
+
+def journal_counts(name: str) -> dict[str, int]:
+    """Rows of migration ``name`` per state."""
+    counts = Counter(MigrationEntry.objects.filter(migration=name).values_list("state", flat=True))
+    return {state.value: counts.get(state.value, 0) for state in EntryState}
+
+
+# -- running -------------------------------------------------------------------------------
+
+
+def _worker_name() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def _release_dead_workers(name: str) -> None:
+    """Free the leases of this host's workers that no longer run (a SIGKILLed run)."""
+    host = socket.gethostname()
+    held = (
+        MigrationEntry.objects.filter(migration=name, lease_until__gt=timezone.now())
+        .values_list("worker", flat=True)
+        .distinct()
+    )
+    for worker in held:
+        worker_host, _, pid = worker.rpartition(":")
+        if worker_host != host or not pid.isdigit() or int(pid) == os.getpid():
+            continue
+        try:
+            os.kill(int(pid), 0)
+        except ProcessLookupError:
+            MigrationEntry.objects.filter(migration=name, worker=worker).update(lease_until=None)
+        except PermissionError:
+            pass  # alive, another user's
+
+
+def _claim(ids: Iterable[int], worker: str) -> list[MigrationEntry]:
+    """Take the rows of ``ids`` nobody holds; return those taken."""
+    now = timezone.now()
+    taken = []
+    for pk in ids:
+        updated = MigrationEntry.objects.filter(
+            Q(lease_until__isnull=True) | Q(lease_until__lt=now), pk=pk
+        ).update(lease_until=now + LEASE, worker=worker)
+        if updated:
+            taken.append(pk)
+    return list(MigrationEntry.objects.filter(pk__in=taken).order_by("pk"))
+
+
+@dataclass
+class RunReport:
+    """What one run did."""
+
+    outcomes: Counter[str] = field(default_factory=Counter)
+    bytes_copied: int = 0
+    errors: list[dict[str, str]] = field(default_factory=list)
+    seconds: float = 0.0
+
+    def add_error(self, entry: MigrationEntry, message: str) -> None:
+        if len(self.errors) < MAX_ERRORS_SHOWN:
+            self.errors.append(
+                {"bucket": entry.source_bucket, "key": entry.source_key, "error": message}
+            )
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "outcomes": dict(sorted(self.outcomes.items())),
+            "bytes_copied": self.bytes_copied,
+            "errors": self.errors,
+            "seconds": round(self.seconds, 3),
+        }
+
+
+class _Runner:
+    """Moves claimed rows forward; store work in a pool, database work here."""
+
+    def __init__(
+        self, source: MigrationSource, *, workers: int, delete_source: bool, keep_rows: bool
+    ) -> None:
+        self.source = source
+        self.source_store: Store = source.store()
+        self.workers = workers
+        self.delete_source = delete_source
+        self.keep_rows = keep_rows
+        self.report = RunReport()
+        self.frameworks = known_frameworks("schemas")
+
+    def refs(self, entry: MigrationEntry) -> tuple[ObjectRef, ObjectRef]:
+        target_store, _ = dual_storage.locate(entry.kind)  # type: ignore[arg-type]
+        return (
+            ObjectRef(self.source_store, entry.source_bucket, entry.source_key),
+            ObjectRef(target_store, entry.target_bucket, entry.target_key),
+        )
+
+    # Store work (pool threads) ----------------------------------------------------------
+
+    def copy(self, entry: MigrationEntry) -> CopyOutcome:
+        source, target = self.refs(entry)
+        return copy_verified(
+            source,
+            target,
+            source_etag=entry.source_etag,
+            size=entry.size,
+            interrupted=entry.attempts > 0,
+        )
+
+    def remove_source(self, entry: MigrationEntry) -> None:
+        source, _ = self.refs(entry)
+        delete_source(source, entry.source_etag)
+
+    # Database work (this thread) --------------------------------------------------------
+
+    def copied(self, entry: MigrationEntry, outcome: CopyOutcome) -> None:
+        result = outcome.target
+        entry.state, entry.method = EntryState.COPIED, outcome.method
+        entry.sha256, entry.target_etag, entry.error = result.sha256, result.etag, ""
+        entry.save(
+            update_fields=["state", "method", "sha256", "target_etag", "error", "updated_at"]
+        )
+        self.report.outcomes[outcome.method] += 1
+        if outcome.method in ("server-side", "streamed"):
+            self.report.bytes_copied += result.size
+
+    def record(self, entry: MigrationEntry) -> None:
+        """Create the artifact row of a copied object (or check the one there)."""
+        kind: ArtifactKind = entry.kind  # type: ignore[assignment]
+        reason = reason_to_skip(kind, entry.target_key, self.frameworks)
+        note = ""
+        if reason == PUBLISHED:
+            note = PUBLISHED_NOTE
+        elif reason is not None:
+            raise ObjectExists(f"Copied, but it gets no row: {reason}.")
+        else:
+            row = _rows(kind).filter(file=entry.target_key).first()
+            if row is not None and row.sha256 and row.sha256 != entry.sha256:
+                raise ObjectExists(
+                    f"The {kind} row of {entry.target_key!r} records SHA-256 "
+                    f"{row.sha256[:12]}..., not the copy's {entry.sha256[:12]}...; left as it is."
+                )
+            if row is None or (row.bucket != entry.target_bucket and not self.keep_rows):
+                target_store, _ = dual_storage.locate(kind)
+                register(
+                    kind,
+                    TransferResult(
+                        target_store.name,
+                        entry.target_bucket,
+                        entry.target_key,
+                        entry.size,
+                        entry.sha256,
+                        entry.target_etag,
+                        guess_content_type(entry.target_key),
+                    ),
+                )
+            if kind == "schemas":
+                self.frameworks.add(schema_framework(entry.target_key))
+        entry.state, entry.error = EntryState.RECORDED, note
+        entry.save(update_fields=["state", "error", "updated_at"])
+        self.report.outcomes["recorded"] += 1
+
+    def row_exists(self, entry: MigrationEntry) -> bool:
+        kind: ArtifactKind = entry.kind  # type: ignore[assignment]
+        if entry.error == PUBLISHED_NOTE:
+            return True
+        return bool(_rows(kind).filter(file=entry.target_key).exists())
+
+    def failed(self, entry: MigrationEntry, exc: BaseException) -> None:
+        state = EntryState.CONFLICT if isinstance(exc, ObjectExists) else EntryState.FAILED
+        message = str(exc) if isinstance(exc, DualStorageError) else f"{type(exc).__name__}: {exc}"
+        entry.state, entry.error = state, message[:2000]
+        entry.save(update_fields=["state", "error", "updated_at"])
+        self.report.outcomes[state.value] += 1
+        self.report.add_error(entry, message)
+        logger.warning("Migration of %s/%s: %s", entry.source_bucket, entry.source_key, message)
+
+    def release(self, entries: Iterable[MigrationEntry]) -> None:
+        MigrationEntry.objects.filter(pk__in=[e.pk for e in entries]).update(lease_until=None)
+
+    # One claimed batch ------------------------------------------------------------------
+
+    def run(self, entries: list[MigrationEntry]) -> None:
+        copying = [e for e in entries if e.state in (EntryState.PENDING, EntryState.FAILED)]
+        MigrationEntry.objects.filter(pk__in=[e.pk for e in copying]).update(
+            attempts=F("attempts") + 1
+        )
+        with ThreadPoolExecutor(self.workers) as pool:
+            futures: dict[Future[CopyOutcome], MigrationEntry] = {
+                pool.submit(self.copy, entry): entry for entry in copying
+            }
+            for future, entry in futures.items():
+                try:
+                    self.copied(entry, future.result())
+                except Exception as exc:  # one object's failure never stops the run
+                    self.failed(entry, exc)
+            for entry in entries:
+                if entry.state == EntryState.COPIED:
+                    try:
+                        self.record(entry)
+                    except Exception as exc:
+                        self.failed(entry, exc)
+            if self.delete_source:
+                deletable = [
+                    e
+                    for e in entries
+                    if e.state == EntryState.RECORDED
+                    and not is_same_object(*self.refs(e))
+                    and self.row_exists(e)
+                ]
+                removals = {pool.submit(self.remove_source, e): e for e in deletable}
+                for removal, entry in removals.items():
+                    try:
+                        removal.result()
+                    except Exception as exc:
+                        self.failed(entry, exc)
+                        continue
+                    entry.state = EntryState.SOURCE_DELETED
+                    entry.save(update_fields=["state", "updated_at"])
+                    self.report.outcomes["source deleted"] += 1
+        self.release(entries)
+
+
+def open_entry_ids(
+    name: str, *, delete_source: bool, first: int | None = None, last: int | None = None
+) -> list[int]:
+    """Rows of migration ``name`` a run has work for (in a primary-key range, if given)."""
+    states = [EntryState.PENDING, EntryState.COPIED, EntryState.FAILED]
+    if delete_source:
+        states.append(EntryState.RECORDED)
+    rows = MigrationEntry.objects.filter(migration=name, state__in=states)
+    if first is not None:
+        rows = rows.filter(pk__gte=first)
+    if last is not None:
+        rows = rows.filter(pk__lte=last)
+    return list(rows.order_by("pk").values_list("pk", flat=True))
+
+
+def run_migration(
+    name: str,
+    source: MigrationSource,
+    *,
+    workers: int = DEFAULT_WORKERS,
+    delete_source: bool = False,
+    keep_rows: bool = False,
+    first: int | None = None,
+    last: int | None = None,
+    progress: Callable[[int], None] | None = None,
+) -> RunReport:
+    """Move every open row of migration ``name`` (in ``first..last``, if given) as far as
+    it goes. ``keep_rows``: an existing row naming another bucket is left as it is (a
+    provider swap, before the switch). ``progress(done)`` is called after each batch."""
+    started = time.monotonic()
+    _release_dead_workers(name)
+    runner = _Runner(source, workers=workers, delete_source=delete_source, keep_rows=keep_rows)
+    worker = _worker_name()
+    ids = open_entry_ids(name, delete_source=delete_source, first=first, last=last)
+    done = 0
+    batch = max(workers * 8, 32)
+    for start in range(0, len(ids), batch):
+        entries = _claim(ids[start : start + batch], worker)
+        runner.run(entries)
+        done += len(entries)
+        if progress is not None:
+            progress(done)
+    runner.report.seconds = time.monotonic() - started
+    return runner.report
+
+
+def finish_swap(name: str) -> int:
+    """After a provider swap's configuration switch: point the rows of migration
+    ``name``'s recorded objects at their new bucket; return how many rows changed."""
+    changed = 0
+    targets: dict[str, list[str]] = defaultdict(list)
+    for kind, bucket, key in MigrationEntry.objects.filter(
+        migration=name, state__in=(EntryState.RECORDED, EntryState.SOURCE_DELETED)
+    ).values_list("kind", "target_bucket", "target_key"):
+        targets[f"{kind}\n{bucket}"].append(key)
+    for group, keys in targets.items():
+        kind, bucket = group.split("\n")
+        spec_for(kind)
+        manager: Any = ARTIFACT_MODELS[kind]._default_manager  # type: ignore[index]
+        for start in range(0, len(keys), 500):
+            changed += (
+                manager.filter(file__in=keys[start : start + 500])
+                .exclude(bucket=bucket)
+                .update(bucket=bucket)
+            )
+    return changed

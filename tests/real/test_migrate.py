@@ -1,0 +1,158 @@
+"""``dualstorage_migrate`` on the real servers: a legacy single bucket (on the external
+server) moves into the dual layout. Datasets go server-side (same server), weights,
+checkpoints and schemas are streamed to the internal server; every object lands with a
+row and the source's SHA-256; a second --apply copies nothing; --delete-source removes a
+source only after its row exists; a target holding other bytes is a conflict, never
+overwritten."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+
+import pytest
+from django.core.management import CommandError
+from pytest_django import Settings as SettingsWrapper
+
+from dual_storage_app.client import DualStorageClient
+from dual_storage_app.models import ConfigSchema, Dataset, ModelWeight, TrainingCheckpoint
+from dual_storage_app.moving.copying import SOURCE_METADATA
+from dual_storage_app.moving.journal import MigrationEntry
+from dual_storage_app.store.transfer import MiB
+from dual_storage_app.testing.server import LocalS3Server
+from tests.helpers import run_command, run_json, sha256
+
+pytestmark = [pytest.mark.real_s3, pytest.mark.django_db(transaction=True)]
+
+LEGACY: dict[str, bytes] = {
+    "weights/resnet50.pth": b"w" * 3000,
+    "models/yolo.safetensors": b"y" * 100,
+    "checkpoints/jobs/7/checkpoint_epoch_3.pth": b"c" * 2000,
+    "jobs/8/checkpoint_epoch_1.pth": b"d" * 10,
+    "schemas/ultralytics.json": b'{"type": "object"}',
+    "datasets/abc-123.zip": b"z" * 5000,
+    "coco/annotations.json": b"{}",
+    "big/train.tar": bytes(range(256)) * (17 * MiB // 256),  # above the multipart threshold
+}
+EXPECTED = {
+    "weights/resnet50.pth": ("weights", "resnet50.pth"),
+    "models/yolo.safetensors": ("weights", "yolo.safetensors"),
+    "checkpoints/jobs/7/checkpoint_epoch_3.pth": ("checkpoints", "jobs/7/checkpoint_epoch_3.pth"),
+    "jobs/8/checkpoint_epoch_1.pth": ("checkpoints", "jobs/8/checkpoint_epoch_1.pth"),
+    "schemas/ultralytics.json": ("schemas", "ultralytics.json"),
+    "datasets/abc-123.zip": ("datasets", "datasets/abc-123.zip"),
+    "coco/annotations.json": ("datasets", "coco/annotations.json"),
+    "big/train.tar": ("datasets", "big/train.tar"),
+}
+MODELS = {
+    "weights": ModelWeight,
+    "checkpoints": TrainingCheckpoint,
+    "schemas": ConfigSchema,
+    "datasets": Dataset,
+}
+
+
+@pytest.fixture
+def legacy_bucket(
+    s3_servers: dict[str, LocalS3Server],
+    dual_storage_buckets: DualStorageClient,
+    settings: SettingsWrapper,
+) -> Iterator[str]:
+    """A legacy bucket on the external server, filled, and named as the source."""
+    server = s3_servers["external"]
+    bucket = f"legacy-{uuid.uuid4().hex[:10]}"
+    client = server.client()
+    client.create_bucket(Bucket=bucket)
+    for key, data in LEGACY.items():
+        client.put_object(Bucket=bucket, Key=key, Body=data)
+    settings.DUAL_STORAGE_MIGRATION = {
+        "SOURCE_ENDPOINT": server.endpoint_url,
+        "SOURCE_ACCESS_KEY": server.access_key,
+        "SOURCE_SECRET_KEY": server.secret_key,
+        "SOURCE_BUCKETS": [bucket],
+    }
+    try:
+        yield bucket
+    finally:
+        server.delete_bucket(bucket)
+
+
+def _stored(client: DualStorageClient, kind: str, key: str) -> bytes:
+    store, bucket = client.locate(kind)  # type: ignore[arg-type]
+    return store.get_bytes(bucket, key)
+
+
+def test_plan_lists_what_goes_where_and_changes_nothing(legacy_bucket: str) -> None:
+    plan = run_json("dualstorage_migrate")["plan"]
+    objects = {kind: entry["objects"] for kind, entry in plan["kinds"].items()}
+    assert objects == {"weights": 2, "checkpoints": 2, "schemas": 1, "datasets": 3}
+    assert plan["kinds"]["datasets"]["bytes"] == 5000 + 2 + len(LEGACY["big/train.tar"])
+    assert plan["cost"]["before_usd_month"] >= plan["cost"]["after_usd_month"]
+    assert MigrationEntry.objects.count() == 0
+    assert ModelWeight.objects.count() == 0
+
+
+def test_apply_moves_every_object_once_with_its_row(
+    legacy_bucket: str, dual_storage_buckets: DualStorageClient
+) -> None:
+    first = run_json("dualstorage_migrate", "--apply")
+    outcomes = first["run"]["outcomes"]
+    assert outcomes["server-side"] == 3  # the datasets: same server, same identity
+    assert outcomes["streamed"] == 5  # everything bound for the internal server
+    assert outcomes["recorded"] == 8
+    assert first["states"]["recorded"] == 8
+    for source_key, (kind, key) in EXPECTED.items():
+        assert _stored(dual_storage_buckets, kind, key) == LEGACY[source_key]
+        row = MODELS[kind].objects.get(file=key)
+        assert row.sha256 == sha256(LEGACY[source_key]), key
+        assert row.size == len(LEGACY[source_key])
+    assert TrainingCheckpoint.objects.get(file="jobs/7/checkpoint_epoch_3.pth").job_id == "7"
+    assert ConfigSchema.objects.get(file="ultralytics.json").framework == "ultralytics"
+
+    second = run_json("dualstorage_migrate", "--apply")
+    assert second["journal"] == {"added": 0, "refreshed": 0}
+    assert second["run"]["outcomes"] == {}
+    assert second["run"]["bytes_copied"] == 0
+
+
+def test_a_copy_found_from_a_killed_run_is_verified_not_copied(
+    legacy_bucket: str, dual_storage_buckets: DualStorageClient
+) -> None:
+    """The journal says pending, but the copy exists with our source token (the run died
+    after the copy): it is verified and recorded, not copied again."""
+    run_json("dualstorage_migrate", "--apply")
+    MigrationEntry.objects.update(state="pending", sha256="", target_etag="")
+    ModelWeight.objects.all().delete()  # rows deleted with their objects...
+    store, bucket = dual_storage_buckets.locate("datasets")
+    assert store.client.head_object(Bucket=bucket, Key="datasets/abc-123.zip")["Metadata"][
+        SOURCE_METADATA
+    ]
+    again = run_json("dualstorage_migrate", "--apply")
+    assert again["run"]["outcomes"]["found"] == 6  # datasets and checkpoints, schemas
+    assert again["run"]["outcomes"]["streamed"] == 2  # the weights' objects went with rows
+    assert again["states"]["recorded"] == 8
+
+
+def test_delete_source_only_after_the_row_exists(
+    legacy_bucket: str, s3_servers: dict[str, LocalS3Server]
+) -> None:
+    result = run_json("dualstorage_migrate", "--apply", "--delete-source")
+    assert result["states"]["source-deleted"] == 8
+    client = s3_servers["external"].client()
+    assert client.list_objects_v2(Bucket=legacy_bucket).get("KeyCount") == 0
+    assert Dataset.objects.count() == 3 and ModelWeight.objects.count() == 2
+
+
+def test_a_target_with_other_bytes_is_a_conflict_and_kept(
+    legacy_bucket: str, dual_storage_buckets: DualStorageClient
+) -> None:
+    store, bucket = dual_storage_buckets.locate("weights")
+    store.client.put_object(Bucket=bucket, Key="resnet50.pth", Body=b"other bytes")
+    output = run_command("dualstorage_migrate", "--apply")
+    assert "did not move" in output
+    assert store.get_bytes(bucket, "resnet50.pth") == b"other bytes"
+    entry = MigrationEntry.objects.get(source_key="weights/resnet50.pth")
+    assert entry.state == "conflict" and "other bytes" in entry.error
+    assert not ModelWeight.objects.filter(file="resnet50.pth").exists()
+    with pytest.raises(CommandError):
+        run_json("dualstorage_migrate", "--apply")
