@@ -29,7 +29,6 @@ from django.utils.text import get_valid_filename
 
 from ._consistency import delete_on_commit, delete_on_rollback, delete_quietly, on_rollback
 from .audit import IssuedLink as IssuedLink  # the link audit's record (audit.py), a model here
-from .moving.journal import MigrationEntry as MigrationEntry  # the migration journal, a model here
 from .client import MAX_SCHEMA_BYTES, dual_storage, schema_key, schema_problem
 from .exceptions import (
     ConfigurationError,
@@ -40,6 +39,7 @@ from .exceptions import (
 )
 from .keys import segment_problem, validate_segment
 from .kinds import REGISTRY, ArtifactKind, StoreName
+from .moving.journal import MigrationEntry as MigrationEntry  # the migration journal
 from .storages import checkpoints_storage, datasets_storage, schemas_storage, weights_storage
 from .store import Store
 from .store.schema_cache import schema_cache

@@ -16,6 +16,7 @@ class JobKind(models.TextChoices):
     ADOPT = "adopt", "adopt"
     RETENTION = "retention", "retention"
     USAGE_SCAN = "usage-scan", "usage scan"
+    MIGRATE = "migrate", "migrate"
 
 
 class JobStatus(models.TextChoices):

@@ -27,6 +27,16 @@ from ..exceptions import InvalidArgument
 from ..keys import validate_prefix
 from ..kinds import KINDS, ArtifactKind
 from ..models import ARTIFACT_MODELS
+from ..moving.engine import (
+    DEFAULT_WORKERS,
+    journal_counts,
+    open_entry_ids,
+    plan_migration,
+    run_migration,
+    write_journal,
+)
+from ..moving.rules import load_rules
+from ..moving.source import load_source, migration_settings
 from ..retention import JobPlan, RetentionPlan, apply_retention, plan_jobs
 from ..usage import GROWTH_DAYS, kind_usage, usage_report
 from ..verification import OUTCOMES, check_artifact
@@ -437,6 +447,85 @@ def merge_retention(job: StorageJob, results: Sequence[Result]) -> dict[str, Any
     }
 
 
+# -- migrate -------------------------------------------------------------------------------
+
+MAX_MIGRATION_WORKERS = 64
+
+
+def clean_migrate(params: Mapping[str, Any]) -> Params:
+    known = ("name", "rules", "buckets", "delete_source", "keep_rows", "workers", "batch_size")
+    _only_known("migrate", params, known)
+    name = params.get("name", "legacy")
+    rules = params.get("rules")
+    buckets = params.get("buckets") or []
+    workers = params.get("workers", DEFAULT_WORKERS)
+    if not isinstance(name, str) or not name:
+        raise InvalidArgument(f"name must be the migration's name, not {name!r}.")
+    if rules is not None and not isinstance(rules, str):
+        raise InvalidArgument(f"rules must be a preset name or a file path, not {rules!r}.")
+    if isinstance(buckets, str) or not all(isinstance(b, str) for b in buckets):
+        raise InvalidArgument(f"buckets must be a list of bucket names, not {buckets!r}.")
+    if isinstance(workers, bool) or not isinstance(workers, int):
+        raise InvalidArgument(f"workers must be a whole number, not {workers!r}.")
+    if not 1 <= workers <= MAX_MIGRATION_WORKERS:
+        raise InvalidArgument(f"workers must be from 1 to {MAX_MIGRATION_WORKERS}.")
+    return {
+        "name": name,
+        "rules": rules,
+        "buckets": list(buckets),
+        "delete_source": _flag(params, "delete_source"),
+        "keep_rows": _flag(params, "keep_rows"),
+        "workers": workers,
+        "batch_size": _batch_size(params),
+    }
+
+
+def plan_migrate(params: Params) -> Plan:
+    """List the source, journal what is new, and batch the journal rows with work left
+    (each batch a range of their primary keys)."""
+    rules = load_rules(params["rules"], migration_settings().get("RULES"))
+    source = load_source(params["buckets"])
+    plan = plan_migration(source, rules)
+    journal = write_journal(params["name"], plan)
+    ids = open_entry_ids(params["name"], delete_source=params["delete_source"])
+    batches = [
+        BatchPlan({"first": chunk[0], "last": chunk[-1]}, len(chunk))
+        for chunk in _chunks(ids, params["batch_size"])
+    ]
+    return Plan(batches, {"plan": plan.summary(), "journal": journal})
+
+
+def run_migrate(job: StorageJob, batch: Params, progress: Progress) -> Result:
+    """Move the batch's journal rows forward (a re-run finds them where the first run
+    left them: copies already made are verified, not made again)."""
+    params = job.params
+    report = run_migration(
+        params["name"],
+        load_source(params["buckets"]),
+        workers=params["workers"],
+        delete_source=params["delete_source"],
+        keep_rows=params["keep_rows"],
+        first=batch["first"],
+        last=batch["last"],
+        progress=progress,
+    )
+    return report.as_dict()
+
+
+def merge_migrate(job: StorageJob, results: Sequence[Result]) -> dict[str, Any]:
+    outcomes: dict[str, int] = {}
+    for result in results:
+        for outcome, count in result["outcomes"].items():
+            outcomes[outcome] = outcomes.get(outcome, 0) + count
+    return {
+        "name": job.params["name"],
+        "outcomes": dict(sorted(outcomes.items())),
+        "bytes_copied": sum(int(result["bytes_copied"]) for result in results),
+        "errors": [error for result in results for error in result["errors"]][:100],
+        "states": journal_counts(job.params["name"]),
+    }
+
+
 # -- the registry ----------------------------------------------------------------------------
 
 
@@ -446,6 +535,7 @@ SPECS: dict[str, JobSpec] = {
         JobSpec(JobKind.VERIFY, clean_verify, plan_verify, run_verify, merge_verify),
         JobSpec(JobKind.ADOPT, clean_adopt, plan_adopt, run_adopt, merge_adopt),
         JobSpec(JobKind.USAGE_SCAN, clean_usage, plan_usage, run_usage, merge_usage),
+        JobSpec(JobKind.MIGRATE, clean_migrate, plan_migrate, run_migrate, merge_migrate),
         JobSpec(
             JobKind.RETENTION,
             clean_retention,

@@ -416,6 +416,13 @@ class _Runner:
     # One claimed batch ------------------------------------------------------------------
 
     def run(self, entries: list[MigrationEntry]) -> None:
+        """Move claimed ``entries`` as far as they go, then give up their leases."""
+        try:
+            self._move(entries)
+        finally:
+            self.release(entries)
+
+    def _move(self, entries: list[MigrationEntry]) -> None:
         copying = [e for e in entries if e.state in (EntryState.PENDING, EntryState.FAILED)]
         MigrationEntry.objects.filter(pk__in=[e.pk for e in copying]).update(
             attempts=F("attempts") + 1
@@ -453,7 +460,6 @@ class _Runner:
                     entry.state = EntryState.SOURCE_DELETED
                     entry.save(update_fields=["state", "updated_at"])
                     self.report.outcomes["source deleted"] += 1
-        self.release(entries)
 
 
 def open_entry_ids(

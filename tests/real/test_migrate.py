@@ -15,6 +15,7 @@ from django.core.management import CommandError
 from pytest_django import Settings as SettingsWrapper
 
 from dual_storage_app.client import DualStorageClient
+from dual_storage_app.jobs.runner import start_job
 from dual_storage_app.models import ConfigSchema, Dataset, ModelWeight, TrainingCheckpoint
 from dual_storage_app.moving.copying import SOURCE_METADATA
 from dual_storage_app.moving.journal import MigrationEntry
@@ -156,3 +157,17 @@ def test_a_target_with_other_bytes_is_a_conflict_and_kept(
     assert not ModelWeight.objects.filter(file="resnet50.pth").exists()
     with pytest.raises(CommandError):
         run_json("dualstorage_migrate", "--apply")
+
+
+def test_a_migrate_job_moves_what_the_command_would(
+    legacy_bucket: str, dual_storage_buckets: DualStorageClient
+) -> None:
+    job = start_job("migrate", {"batch_size": 3, "workers": 2}, now=True)
+    assert job.status == "done", job.report
+    assert job.batches_total == 3  # 8 journal rows, 3 per batch
+    assert job.report["states"]["recorded"] == 8
+    assert job.report["outcomes"] == {"recorded": 8, "server-side": 3, "streamed": 5}
+    for source_key, (kind, key) in EXPECTED.items():
+        assert MODELS[kind].objects.get(file=key).sha256 == sha256(LEGACY[source_key])
+    again = start_job("migrate", {}, now=True)
+    assert again.batches_total == 0 and again.report["outcomes"] == {}

@@ -26,7 +26,7 @@ if TYPE_CHECKING:
     from dual_storage_app.jobs.models import StorageJob
 
 JOBS_APP = "dual_storage_app.jobs"
-JOB_KINDS = ("verify", "adopt", "usage-scan", "retention")
+JOB_KINDS = ("verify", "adopt", "usage-scan", "retention", "migrate")
 
 # The options of `start` that each kind takes (each the name of a job parameter).
 _OPTIONS: dict[str, tuple[str, ...]] = {
@@ -34,6 +34,7 @@ _OPTIONS: dict[str, tuple[str, ...]] = {
     "adopt": ("kinds", "prefix", "dry_run", "batch_size"),
     "usage-scan": ("kinds",),
     "retention": ("job_ids", "dry_run"),
+    "migrate": ("name", "rules", "buckets", "delete_source", "keep_rows", "workers", "batch_size"),
 }
 _FLAGS = {
     "kinds": "--kind",
@@ -42,14 +43,20 @@ _FLAGS = {
     "dry_run": "--dry-run",
     "batch_size": "--batch-size",
     "job_ids": "--job-id",
+    "name": "--name",
+    "rules": "--rules",
+    "buckets": "--bucket",
+    "delete_source": "--delete-source",
+    "keep_rows": "--keep-rows",
+    "workers": "--workers",
 }
 
 
 class Command(StorageCommand):
     help = (
         "Long storage jobs on Django's task framework: start one (verify, adopt, usage-scan, "
-        "retention), enqueued for the task workers or run here with --now; list them; show "
-        "one's progress and report; resume one whose workers died."
+        "retention, migrate), enqueued for the task workers or run here with --now; list "
+        "them; show one's progress and report; resume one whose workers died."
     )
 
     def add_arguments(self, parser: CommandParser) -> None:
@@ -75,7 +82,27 @@ class Command(StorageCommand):
             help="retention: only this training job (repeatable; default: every job).",
         )
         start.add_argument(
-            "--batch-size", type=positive_int, help="verify, adopt: items per batch (200)."
+            "--batch-size",
+            type=positive_int,
+            help="verify, adopt, migrate: items per batch (200).",
+        )
+        start.add_argument("--name", help="migrate: the migration's name (legacy).")
+        start.add_argument("--rules", help="migrate: a preset (legacy, datasets) or a JSON file.")
+        start.add_argument(
+            "--bucket", dest="buckets", action="append", help="migrate: a source bucket."
+        )
+        start.add_argument(
+            "--delete-source",
+            action="store_true",
+            help="migrate: delete each source once copied, verified and recorded.",
+        )
+        start.add_argument(
+            "--keep-rows",
+            action="store_true",
+            help="migrate: leave rows naming another bucket (a provider swap).",
+        )
+        start.add_argument(
+            "--workers", type=positive_int, help="migrate: objects copied at once per worker (8)."
         )
         start.add_argument(
             "--lease",
@@ -259,6 +286,14 @@ class Command(StorageCommand):
                 f"{entry['objects']} row(s) (difference {entry['difference']})"
                 for entry in report["kinds"]
                 if entry.get("scanned_objects") is not None
+            ]
+        if job.kind == "migrate":
+            states = ", ".join(f"{n} {state}" for state, n in report["states"].items() if n)
+            outcomes = ", ".join(f"{n} {what}" for what, n in report["outcomes"].items())
+            return [
+                f"  {outcomes or 'nothing to do'}; {format_size(report['bytes_copied'])} copied",
+                f"  journal {report['name']!r}: {states}",
+                *(f"  {e['bucket']}/{e['key']}: {e['error']}" for e in report["errors"]),
             ]
         verb = "would delete" if report["dry_run"] else "deleted"
         return [
