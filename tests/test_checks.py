@@ -150,13 +150,14 @@ def test_good_public_endpoint_is_accepted(settings: SettingsWrapper) -> None:
 
 
 def test_e005_unknown_provider(settings: SettingsWrapper) -> None:
-    messages = run_checks(settings, {**VALID, "EXTERNAL_STORAGE_PROVIDER": "gcs"})
+    messages = run_checks(settings, {**VALID, "EXTERNAL_STORAGE_PROVIDER": "b2"})
     assert ids(messages) == ["dual_storage_app.E005"]
     message = only(messages, "E005")
-    assert "'gcs'" in message.msg
+    assert "'b2'" in message.msg
     assert message.hint is not None
     assert "minio" in message.hint
     assert "r2" in message.hint
+    assert "gcs" in message.hint
 
 
 @pytest.mark.parametrize("provider", ["minio", "r2", "aws"])

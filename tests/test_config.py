@@ -290,7 +290,7 @@ def test_unknown_override_name_is_refused_by_load_config_too() -> None:
         ("https://s3.eu-west-1.amazonaws.com", "aws", "virtual", None),
         ("http://localhost:30900", "minio", "path", "us-east-1"),
         ("http://minio.svc.cluster.local:9000", "minio", "path", "us-east-1"),
-        ("https://storage.googleapis.com", "minio", "path", "us-east-1"),
+        ("https://storage.googleapis.com", "gcs", "path", "auto"),
         ("https://evil-amazonaws.com", "minio", "path", "us-east-1"),
         ("https://r2.cloudflarestorage.com.evil.example", "minio", "path", "us-east-1"),
     ],
@@ -328,7 +328,7 @@ def test_explicit_region_wins_over_provider_default() -> None:
 
 def test_unknown_explicit_provider_is_a_configuration_error() -> None:
     with pytest.raises(ConfigurationError, match="INTERNAL_STORAGE_PROVIDER"):
-        load_config(environ={**FULL_ENV, "INTERNAL_STORAGE_PROVIDER": "gcs"})
+        load_config(environ={**FULL_ENV, "INTERNAL_STORAGE_PROVIDER": "b2"})
 
 
 def options(config: Config) -> dict[str, Any]:

@@ -61,7 +61,7 @@ def find_problems(values: Mapping[str, Resolved], *, production: bool = False) -
                 "dual_storage_app.W002",
                 "The internal and external stores use the same endpoint while DEBUG is off.",
                 "In production the internal store should be the private MinIO beside the "
-                "backend and the external store R2 or S3.",
+                "backend and the external store R2, S3 or GCS.",
                 is_error=False,
             )
         )
@@ -131,7 +131,7 @@ def _store_problems(store: StoreName, values: Mapping[str, Resolved]) -> list[Pr
             Problem(
                 "dual_storage_app.E009",
                 f"{region_name} is {region!r}, which is not a region name.",
-                "Use a region such as us-east-1, eu-west-1 or (R2) auto, or leave it unset.",
+                "Use a region such as us-east-1, eu-west-1 or (R2, GCS) auto, or leave it unset.",
             )
         )
     provider_name = setting_name(store, "PROVIDER")
