@@ -31,7 +31,8 @@ from django.utils.translation import gettext_lazy, ngettext
 from .client import dual_storage
 from .exceptions import ConfigurationError, DualStorageError, InvalidArgument, ObjectNotFound
 from .links import issue_to_request
-from .models import Artifact, Dataset, TrainingCheckpoint
+from .models import Artifact, Dataset, ModelWeight, TrainingCheckpoint
+from .moving.promotion import promote_checkpoint
 from .retention import apply_retention, plan_as_previewed, plan_jobs
 from .store.transfer import MAX_PRESIGN_SECONDS, validate_expiry
 
@@ -446,3 +447,50 @@ def _apply_retention(modeladmin: Admin, request: HttpRequest, job_ids: list[str]
             len(result.spared),
         ) % {"count": len(result.spared)}
     modeladmin.message_user(request, text, messages.WARNING if result.spared else messages.SUCCESS)
+
+
+MAX_PROMOTIONS_PER_ACTION = 20  # each is a copy of up to a few GB, read back in the request
+
+
+@admin.action(description=gettext_lazy("Promote to model weight"), permissions=["view"])
+@_needs_configuration
+def promote(
+    modeladmin: Admin, request: HttpRequest, queryset: QuerySet[TrainingCheckpoint]
+) -> None:
+    """Copy each selected checkpoint to a model weight under the same key (server-side,
+    read back against the checkpoint's SHA-256) and record the weight's row."""
+    add_weight = f"{ModelWeight._meta.app_label}.add_{ModelWeight._meta.model_name}"
+    if not request.user.has_perm(add_weight):
+        modeladmin.message_user(
+            request, _("Promoting needs the permission to add model weights."), messages.ERROR
+        )
+        return
+    count = queryset.count()
+    if count > MAX_PROMOTIONS_PER_ACTION:
+        modeladmin.message_user(
+            request,
+            _(
+                "Select at most %(limit)d checkpoints to promote at once (%(count)d are "
+                "selected); use manage.py dualstorage_promote for scripts."
+            )
+            % {"limit": MAX_PROMOTIONS_PER_ACTION, "count": count},
+            messages.ERROR,
+        )
+        return
+    for checkpoint in queryset.order_by("pk"):
+        try:
+            weight = promote_checkpoint(checkpoint.key)
+        except DualStorageError as exc:
+            modeladmin.message_user(
+                request,
+                _("%(key)s was not promoted: %(reason)s")
+                % {"key": checkpoint.key, "reason": checkpoint.describe_failure(exc)},
+                messages.ERROR,
+            )
+            continue
+        modeladmin.message_user(
+            request,
+            _("Promoted %(key)s to model weight #%(id)d (%(size)s, SHA-256 verified).")
+            % {"key": checkpoint.key, "id": weight.pk, "size": filesizeformat(weight.size)},
+            messages.SUCCESS,
+        )

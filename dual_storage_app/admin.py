@@ -29,6 +29,7 @@ from ._admin_actions import (
     download_url,
     pin,
     preview_retention,
+    promote,
     refresh_metadata,
     unpin,
     verify_integrity,
@@ -42,6 +43,7 @@ from .models import (
     ConfigSchema,
     Dataset,
     IssuedLink,
+    MigrationEntry,
     ModelWeight,
     RetentionPolicy,
     StorageUsage,
@@ -183,7 +185,7 @@ class TrainingCheckpointAdmin(InternalArtifactAdmin):
     list_display = ("name", "job_id", "epoch", "pinned", *_COMMON_COLUMNS)
     list_filter = ("job_id", "pinned", *ArtifactAdmin.list_filter)
     search_fields = (*ArtifactAdmin.search_fields, "job_id")
-    actions = (*InternalArtifactAdmin.actions, pin, unpin, preview_retention)
+    actions = (*InternalArtifactAdmin.actions, pin, unpin, preview_retention, promote)
 
 
 @admin.register(ConfigSchema)
@@ -253,3 +255,18 @@ class StorageUsageAdmin(_ModelAdmin):
         if not self.has_view_permission(request):
             raise PermissionDenied
         return usage_page(self, request)
+
+
+@admin.register(MigrationEntry)
+class MigrationEntryAdmin(_ModelAdmin):
+    """The migration journal (``dualstorage_migrate``): read-only, written by the runs."""
+
+    list_display = ("source_key", "migration", "kind", "target_key", "state", "method", "size")
+    list_filter = ("migration", "state", "kind", "method")
+    search_fields = ("source_key", "target_key", "error")
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: object = None) -> bool:
+        return False

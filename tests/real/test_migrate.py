@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 from django.core.management import CommandError
@@ -45,7 +46,7 @@ EXPECTED = {
     "coco/annotations.json": ("datasets", "coco/annotations.json"),
     "big/train.tar": ("datasets", "big/train.tar"),
 }
-MODELS = {
+MODELS: dict[str, Any] = {
     "weights": ModelWeight,
     "checkpoints": TrainingCheckpoint,
     "schemas": ConfigSchema,
@@ -165,9 +166,10 @@ def test_a_migrate_job_moves_what_the_command_would(
     job = start_job("migrate", {"batch_size": 3, "workers": 2}, now=True)
     assert job.status == "done", job.report
     assert job.batches_total == 3  # 8 journal rows, 3 per batch
-    assert job.report["states"]["recorded"] == 8
-    assert job.report["outcomes"] == {"recorded": 8, "server-side": 3, "streamed": 5}
+    report: dict[str, Any] = job.report or {}
+    assert report["states"]["recorded"] == 8
+    assert report["outcomes"] == {"recorded": 8, "server-side": 3, "streamed": 5}
     for source_key, (kind, key) in EXPECTED.items():
         assert MODELS[kind].objects.get(file=key).sha256 == sha256(LEGACY[source_key])
     again = start_job("migrate", {}, now=True)
-    assert again.batches_total == 0 and again.report["outcomes"] == {}
+    assert again.batches_total == 0 and (again.report or {})["outcomes"] == {}
