@@ -200,17 +200,33 @@ def _planned(bucket: str, key: str, size: int, etag: str, rules: Sequence[Rule])
 # -- the journal ----------------------------------------------------------------------------
 
 
+REPLANNED_STATES = (EntryState.PENDING, EntryState.FAILED, EntryState.CONFLICT, EntryState.SKIPPED)
+_PLANNED_FIELDS = ("size", "source_etag", "kind", "target_bucket", "target_key", "state", "error")
+
+
 def write_journal(name: str, plan: MigrationPlan) -> dict[str, int]:
-    """Add the plan's objects to migration ``name``'s journal; an object journaled before
-    keeps its state (a pending one gets the ETag and size listed now). Returns how many
-    rows were added and refreshed."""
+    """Add the plan's objects to migration ``name``'s journal. An object journaled before
+    that has not been copied yet (pending, failed, in conflict, left alone) and that no
+    worker holds takes the plan's mapping and state (new rules, a conflict whose cause was
+    fixed, a source that changed); one copied or recorded keeps its state. Returns how
+    many rows were added and re-planned."""
     existing = {
         (row.source_bucket, row.source_key): row
         for row in MigrationEntry.objects.filter(migration=name)
     }
     endpoint = plan.source.config.endpoint_url
-    new, refreshed = [], []
+    now = timezone.now()
+    new, replanned = [], []
     for item in plan.objects:
+        planned = {
+            "size": item.size,
+            "source_etag": item.etag,
+            "kind": item.kind or "",
+            "target_bucket": item.target_bucket,
+            "target_key": item.target_key,
+            "state": item.state,
+            "error": item.note,
+        }
         row = existing.get((item.bucket, item.key))
         if row is None:
             new.append(
@@ -219,24 +235,21 @@ def write_journal(name: str, plan: MigrationPlan) -> dict[str, int]:
                     source_endpoint=endpoint,
                     source_bucket=item.bucket,
                     source_key=item.key,
-                    size=item.size,
-                    source_etag=item.etag,
-                    kind=item.kind or "",
-                    target_bucket=item.target_bucket,
-                    target_key=item.target_key,
-                    state=item.state,
-                    error=item.note,
+                    **planned,
                 )
             )
-        elif row.state in (EntryState.PENDING, EntryState.FAILED) and (
-            row.source_etag != item.etag or row.size != item.size
-        ):
-            row.source_etag, row.size = item.etag, item.size
-            refreshed.append(row)
+            continue
+        held = row.lease_until is not None and row.lease_until > now
+        if held or row.state not in REPLANNED_STATES:
+            continue
+        if any(getattr(row, field) != value for field, value in planned.items()):
+            for field, value in planned.items():
+                setattr(row, field, value)
+            replanned.append(row)
     with transaction.atomic():
         MigrationEntry.objects.bulk_create(new, batch_size=500, ignore_conflicts=True)
-        MigrationEntry.objects.bulk_update(refreshed, ["source_etag", "size"], batch_size=500)
-    return {"added": len(new), "refreshed": len(refreshed)}
+        MigrationEntry.objects.bulk_update(replanned, _PLANNED_FIELDS, batch_size=500)
+    return {"added": len(new), "replanned": len(replanned)}
 
 
 def journal_counts(name: str) -> dict[str, int]:
@@ -272,17 +285,19 @@ def _release_dead_workers(name: str) -> None:
             pass  # alive, another user's
 
 
-def _claim(ids: Iterable[int], worker: str) -> list[MigrationEntry]:
-    """Take the rows of ``ids`` nobody holds; return those taken."""
+def _claim(ids: Sequence[int], worker: str) -> list[MigrationEntry]:
+    """Take the rows of ``ids`` that nobody holds, with one UPDATE; return those taken
+    (told apart from rows another worker took by this claim's own lease time)."""
     now = timezone.now()
-    taken = []
-    for pk in ids:
-        updated = MigrationEntry.objects.filter(
-            Q(lease_until__isnull=True) | Q(lease_until__lt=now), pk=pk
-        ).update(lease_until=now + LEASE, worker=worker)
-        if updated:
-            taken.append(pk)
-    return list(MigrationEntry.objects.filter(pk__in=taken).order_by("pk"))
+    lease_until = now + LEASE
+    MigrationEntry.objects.filter(
+        Q(lease_until__isnull=True) | Q(lease_until__lt=now), pk__in=ids
+    ).update(lease_until=lease_until, worker=worker)
+    return list(
+        MigrationEntry.objects.filter(pk__in=ids, worker=worker, lease_until=lease_until).order_by(
+            "pk"
+        )
+    )
 
 
 @dataclass

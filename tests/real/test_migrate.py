@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -84,6 +85,16 @@ def _stored(client: DualStorageClient, kind: str, key: str) -> bytes:
     return store.get_bytes(bucket, key)
 
 
+def test_new_rules_re_plan_what_was_not_copied(legacy_bucket: str, tmp_path: Path) -> None:
+    rules = tmp_path / "rules.json"
+    rules.write_text('[{"match": "big/**", "skip": true}, {"match": "**", "kind": "datasets"}]')
+    first = run_json("dualstorage_migrate", "--apply", "--rules", str(rules), "--name", "r")
+    assert first["states"]["skipped"] == 1 and first["states"]["recorded"] == 7
+    second = run_json("dualstorage_migrate", "--apply", "--rules", "datasets", "--name", "r")
+    assert second["journal"] == {"added": 0, "replanned": 1}  # only the skipped one
+    assert second["states"]["recorded"] == 8
+
+
 def test_plan_lists_what_goes_where_and_changes_nothing(legacy_bucket: str) -> None:
     plan = run_json("dualstorage_migrate")["plan"]
     objects = {kind: entry["objects"] for kind, entry in plan["kinds"].items()}
@@ -112,7 +123,7 @@ def test_apply_moves_every_object_once_with_its_row(
     assert ConfigSchema.objects.get(file="ultralytics.json").framework == "ultralytics"
 
     second = run_json("dualstorage_migrate", "--apply")
-    assert second["journal"] == {"added": 0, "refreshed": 0}
+    assert second["journal"] == {"added": 0, "replanned": 0}
     assert second["run"]["outcomes"] == {}
     assert second["run"]["bytes_copied"] == 0
 
@@ -158,6 +169,11 @@ def test_a_target_with_other_bytes_is_a_conflict_and_kept(
     assert not ModelWeight.objects.filter(file="resnet50.pth").exists()
     with pytest.raises(CommandError):
         run_json("dualstorage_migrate", "--apply")
+    store.delete(bucket, "resnet50.pth")  # the cause removed: the next run moves it
+    fixed = run_json("dualstorage_migrate", "--apply")
+    assert fixed["journal"]["replanned"] == 1
+    assert fixed["states"]["recorded"] == 8
+    assert store.get_bytes(bucket, "resnet50.pth") == LEGACY["weights/resnet50.pth"]
 
 
 def test_a_migrate_job_moves_what_the_command_would(

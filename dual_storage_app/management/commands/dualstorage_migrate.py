@@ -128,7 +128,7 @@ class Command(StorageCommand):
         journal = write_journal(name, plan)
         self.note(
             f"Journal {name!r}: {journal['added']} object(s) added, "
-            f"{journal['refreshed']} refreshed."
+            f"{journal['replanned']} re-planned."
         )
         with command_errors():
             report = run_migration(
