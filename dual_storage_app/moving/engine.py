@@ -65,6 +65,25 @@ def _rows(kind: ArtifactKind) -> Any:
     return ARTIFACT_MODELS[kind]._default_manager
 
 
+class Targets:
+    """Where each kind lands: its configured store and bucket, except during a provider
+    swap, when the external store's kinds land on the new external store."""
+
+    def __init__(self, source: MigrationSource) -> None:
+        self.swap_config = source.swap_target
+        self.swap_store = Store(source.swap_target) if source.swap_target else None
+
+    @property
+    def is_swap(self) -> bool:
+        return self.swap_store is not None
+
+    def locate(self, kind: ArtifactKind) -> tuple[Store, str]:
+        store, bucket = dual_storage.locate(kind)
+        if self.swap_store is not None and self.swap_config and store.name == "external":
+            return self.swap_store, self.swap_config.buckets.get(kind, bucket)
+        return store, bucket
+
+
 # -- the plan ------------------------------------------------------------------------------
 
 
@@ -89,6 +108,7 @@ class MigrationPlan:
 
     source: MigrationSource
     rules: tuple[Rule, ...]
+    targets: Targets
     objects: list[PlannedObject] = field(default_factory=list)
 
     def by_state(self, state: EntryState) -> list[PlannedObject]:
@@ -100,7 +120,7 @@ class MigrationPlan:
         kinds: dict[str, dict[str, Any]] = {}
         for kind in KINDS:
             items = [i for i in self.objects if i.kind == kind and i.state == EntryState.PENDING]
-            store, bucket = dual_storage.locate(kind)
+            store, bucket = self.targets.locate(kind)
             kinds[kind] = {
                 "store": store.name,
                 "bucket": bucket,
@@ -118,11 +138,13 @@ class MigrationPlan:
                 {"bucket": i.bucket, "key": i.key, "why": i.note} for i in conflicts[:100]
             ],
             "conflict_count": len(conflicts),
-            "cost": monthly_saving(self.source, kinds),
+            "cost": monthly_saving(self.source, self.targets, kinds),
         }
 
 
-def monthly_saving(source: MigrationSource, kinds: dict[str, dict[str, Any]]) -> dict[str, Any]:
+def monthly_saving(
+    source: MigrationSource, targets: Targets, kinds: dict[str, dict[str, Any]]
+) -> dict[str, Any]:
     """Storage per month before (every planned byte on the source's provider, at its
     list price) and after (each kind at its target store's price), in US dollars."""
     before_price = source.config.provider.prices.storage_gb_month
@@ -130,7 +152,7 @@ def monthly_saving(source: MigrationSource, kinds: dict[str, dict[str, Any]]) ->
     before = total / GB * before_price
     after = 0.0
     for kind, entry in kinds.items():
-        store, _ = dual_storage.locate(kind)  # type: ignore[arg-type]
+        store, _ = targets.locate(kind)  # type: ignore[arg-type]
         after += int(entry["bytes"]) / GB * store.config.prices.storage_gb_month
     return {
         "before_usd_month": round(before, 4),
@@ -146,11 +168,13 @@ def monthly_saving(source: MigrationSource, kinds: dict[str, dict[str, Any]]) ->
 
 def plan_migration(source: MigrationSource, rules: Sequence[Rule]) -> MigrationPlan:
     """List every source bucket and map each object (no write anywhere)."""
-    plan = MigrationPlan(source, tuple(rules))
+    plan = MigrationPlan(source, tuple(rules), Targets(source))
     store = source.store()
     for bucket in source.buckets:
         for info in store.list(bucket):
-            plan.objects.append(_planned(bucket, info.key, info.size, info.etag, rules))
+            plan.objects.append(
+                _planned(bucket, info.key, info.size, info.etag, rules, plan.targets)
+            )
     targets = Counter((i.kind, i.target_key) for i in plan.objects if i.kind is not None)
     for index, item in enumerate(plan.objects):
         if item.kind is not None and targets[(item.kind, item.target_key)] > 1:
@@ -168,7 +192,9 @@ def plan_migration(source: MigrationSource, rules: Sequence[Rule]) -> MigrationP
     return plan
 
 
-def _planned(bucket: str, key: str, size: int, etag: str, rules: Sequence[Rule]) -> PlannedObject:
+def _planned(
+    bucket: str, key: str, size: int, etag: str, rules: Sequence[Rule], targets: Targets
+) -> PlannedObject:
     if key.endswith("/"):
         return PlannedObject(
             bucket, key, size, etag, None, state=EntryState.SKIPPED, note="a folder marker"
@@ -193,7 +219,7 @@ def _planned(bucket: str, key: str, size: int, etag: str, rules: Sequence[Rule])
             state=EntryState.SKIPPED,
             note=f"rule {mapped.rule.match!r}",
         )
-    _, target_bucket = dual_storage.locate(mapped.kind)
+    _, target_bucket = targets.locate(mapped.kind)
     return PlannedObject(bucket, key, size, etag, mapped.kind, target_bucket, mapped.target_key)
 
 
@@ -334,12 +360,13 @@ class _Runner:
         self.source_store: Store = source.store()
         self.workers = workers
         self.delete_source = delete_source
-        self.keep_rows = keep_rows
+        self.targets = Targets(source)
+        self.keep_rows = keep_rows or self.targets.is_swap  # the application still reads the old
         self.report = RunReport()
         self.frameworks = known_frameworks("schemas")
 
     def refs(self, entry: MigrationEntry) -> tuple[ObjectRef, ObjectRef]:
-        target_store, _ = dual_storage.locate(entry.kind)  # type: ignore[arg-type]
+        target_store, _ = self.targets.locate(entry.kind)  # type: ignore[arg-type]
         return (
             ObjectRef(self.source_store, entry.source_bucket, entry.source_key),
             ObjectRef(target_store, entry.target_bucket, entry.target_key),
@@ -391,7 +418,7 @@ class _Runner:
                     f"{row.sha256[:12]}..., not the copy's {entry.sha256[:12]}...; left as it is."
                 )
             if row is None or (row.bucket != entry.target_bucket and not self.keep_rows):
-                target_store, _ = dual_storage.locate(kind)
+                target_store, _ = self.targets.locate(kind)
                 register(
                     kind,
                     TransferResult(

@@ -1,5 +1,5 @@
-"""Where a migration reads from: the legacy single-bucket store, or the old external
-provider of a swap.
+"""Where a migration reads from (the legacy single-bucket store, or the old external
+provider of a swap) and, for a swap, the new external provider it writes to.
 
 Each value is looked up in this order: ``settings.DUAL_STORAGE_MIGRATION`` (``SOURCE_*``
 keys), the environment variable ``MIGRATION_SOURCE_*``, then the legacy name the seed's
@@ -7,13 +7,19 @@ platforms used (``AWS_S3_ENDPOINT_URL``, ``AWS_ACCESS_KEY_ID``, ``AWS_SECRET_ACC
 as a Django setting, which django-storages reads, or an environment variable). The
 buckets are ``--bucket`` names, else ``SOURCE_BUCKETS``, else ``S3_BUCKET_DATASETS``
 or django-storages' ``AWS_STORAGE_BUCKET_NAME``.
+
+A provider swap copies into the new external provider while the application still uses
+the old one: ``TARGET_ENDPOINT``, ``TARGET_ACCESS_KEY``, ``TARGET_SECRET_KEY`` (and
+optionally ``TARGET_REGION``, ``TARGET_PROVIDER``, ``TARGET_BUCKET``) in the same
+setting, or ``MIGRATION_TARGET_*`` in the environment, name it; the kinds of the
+external store then land there instead of on the configured external store.
 """
 
 from __future__ import annotations
 
 import os
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, cast
 
 from django.conf import settings
@@ -26,6 +32,7 @@ from ..store import Store
 
 SETTING = "DUAL_STORAGE_MIGRATION"
 SOURCE_NAME = cast(StoreName, "source")  # named in messages: "the source store (...)"
+SWAP_TARGET_NAME = cast(StoreName, "new external")
 
 _FALLBACKS: dict[str, tuple[str, ...]] = {
     "SOURCE_ENDPOINT": ("AWS_S3_ENDPOINT_URL",),
@@ -34,7 +41,14 @@ _FALLBACKS: dict[str, tuple[str, ...]] = {
     "SOURCE_REGION": ("AWS_S3_REGION_NAME",),
     "SOURCE_PROVIDER": (),
     "SOURCE_BUCKETS": ("S3_BUCKET_DATASETS", "AWS_STORAGE_BUCKET_NAME"),
+    "TARGET_ENDPOINT": (),
+    "TARGET_ACCESS_KEY": (),
+    "TARGET_SECRET_KEY": (),
+    "TARGET_REGION": (),
+    "TARGET_PROVIDER": (),
+    "TARGET_BUCKET": (),
 }
+_SWAP_TARGET = "TARGET_ENDPOINT", "TARGET_ACCESS_KEY", "TARGET_SECRET_KEY"
 
 
 def migration_settings() -> Mapping[str, Any]:
@@ -63,11 +77,14 @@ def _lookup(name: str, environ: Mapping[str, str]) -> tuple[object, str] | None:
 
 @dataclass(frozen=True)
 class MigrationSource:
-    """The store a migration reads, and the buckets it reads there."""
+    """The store a migration reads and the buckets it reads there; for a provider swap,
+    the new external store it writes (``swap_target``, its datasets bucket in
+    ``buckets``; ``None``: the configured stores)."""
 
     config: StoreConfig
     buckets: tuple[str, ...]
     origins: Mapping[str, str] = field(default_factory=dict)
+    swap_target: StoreConfig | None = None
 
     def store(self) -> Store:
         return Store(self.config)
@@ -115,21 +132,39 @@ def load_source(
     values = {
         name: str(item[0]) for name, item in found.items() if item and name != "SOURCE_BUCKETS"
     }
-    endpoint = values["SOURCE_ENDPOINT"].rstrip("/")
-    provider_name = values.get("SOURCE_PROVIDER", "").lower()
+    swap_given = [name for name in _SWAP_TARGET if name in values]
+    if swap_given and len(swap_given) < len(_SWAP_TARGET):
+        raise ConfigurationError(
+            "A provider swap's target needs all of "
+            + ", ".join(f"{name} ({_where(name)})" for name in _SWAP_TARGET)
+            + f"; only {', '.join(swap_given)} is set."
+        )
+    swap_target = None
+    if swap_given:
+        swap_target = _store_config(SWAP_TARGET_NAME, "TARGET", values)
+        if values.get("TARGET_BUCKET"):
+            swap_target = replace(swap_target, buckets={"datasets": values["TARGET_BUCKET"]})
+    origins = {name: item[1] for name, item in found.items() if item}
+    config = _store_config(SOURCE_NAME, "SOURCE", values)
+    return MigrationSource(config, chosen, origins, swap_target)
+
+
+def _store_config(name: StoreName, prefix: str, values: Mapping[str, str]) -> StoreConfig:
+    """The source's or the swap target's configuration from ``values``."""
+    endpoint = values[f"{prefix}_ENDPOINT"].rstrip("/")
+    provider_name = values.get(f"{prefix}_PROVIDER", "").lower()
     if provider_name and provider_name not in PROFILES:
         raise ConfigurationError(
-            f"Unknown SOURCE_PROVIDER {provider_name!r}; use one of {', '.join(PROFILES)}."
+            f"Unknown {prefix}_PROVIDER {provider_name!r}; use one of {', '.join(PROFILES)}."
         )
     provider = PROFILES[provider_name] if provider_name else detect_provider(endpoint)
-    config = StoreConfig(
-        name=SOURCE_NAME,
+    return StoreConfig(
+        name=name,
         endpoint_url=endpoint,
-        access_key=values["SOURCE_ACCESS_KEY"],
-        secret_key=values["SOURCE_SECRET_KEY"],
-        region=values.get("SOURCE_REGION") or provider.region_for(endpoint),
+        access_key=values[f"{prefix}_ACCESS_KEY"],
+        secret_key=values[f"{prefix}_SECRET_KEY"],
+        region=values.get(f"{prefix}_REGION") or provider.region_for(endpoint),
         provider=provider,
         buckets={},
+        prices=provider.prices,
     )
-    origins = {name: item[1] for name, item in found.items() if item}
-    return MigrationSource(config, chosen, origins)

@@ -7,6 +7,7 @@ overwritten."""
 
 from __future__ import annotations
 
+import io
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -22,8 +23,9 @@ from dual_storage_app.models import ConfigSchema, Dataset, ModelWeight, Training
 from dual_storage_app.moving.copying import SOURCE_METADATA
 from dual_storage_app.moving.journal import MigrationEntry
 from dual_storage_app.store.transfer import MiB
-from dual_storage_app.testing.server import LocalS3Server
+from dual_storage_app.testing.server import LocalS3Server, free_port_pair
 from tests.helpers import run_command, run_json, sha256
+from tests.http import fetch
 
 pytestmark = [pytest.mark.real_s3, pytest.mark.django_db(transaction=True)]
 
@@ -189,3 +191,56 @@ def test_a_migrate_job_moves_what_the_command_would(
         assert MODELS[kind].objects.get(file=key).sha256 == sha256(LEGACY[source_key])
     again = start_job("migrate", {}, now=True)
     assert again.batches_total == 0 and (again.report or {})["outcomes"] == {}
+
+
+def test_a_provider_swap_copies_beside_the_running_configuration(
+    s3_servers: dict[str, LocalS3Server],
+    dual_storage_buckets: DualStorageClient,
+    settings: SettingsWrapper,
+    tmp_path: Path,
+) -> None:
+    """TARGET_* names the new provider while the application keeps the old one: links
+    issued before the switch keep working, rows move with --finish-swap after it."""
+    data = {f"datasets/{n}.zip": bytes([n]) * (1000 + n) for n in range(3)}
+    for key, body in data.items():
+        dual_storage_buckets.upload_dataset(file_obj=io.BytesIO(body), dataset_key=key)
+    old_link = dual_storage_buckets.generate_dataset_presigned_url(dataset_key="datasets/1.zip")
+    old = s3_servers["external"]
+    _, old_bucket = dual_storage_buckets.locate("datasets")
+    with LocalS3Server(
+        data_dir=tmp_path / "new", s3_port=free_port_pair(), secret_key="new-provider-secret"
+    ) as new:
+        new.client().create_bucket(Bucket="new-datasets")
+        settings.DUAL_STORAGE_MIGRATION = {
+            "SOURCE_ENDPOINT": old.endpoint_url,
+            "SOURCE_ACCESS_KEY": old.access_key,
+            "SOURCE_SECRET_KEY": old.secret_key,
+            "SOURCE_BUCKETS": [old_bucket],
+            "TARGET_ENDPOINT": new.endpoint_url,
+            "TARGET_ACCESS_KEY": new.access_key,
+            "TARGET_SECRET_KEY": new.secret_key,
+            "TARGET_BUCKET": "new-datasets",
+        }
+        swap = ("dualstorage_migrate", "--rules", "datasets", "--name", "swap")
+        result = run_json(*swap, "--apply")
+        assert result["run"]["outcomes"] == {"streamed": 3, "recorded": 3}
+        assert set(Dataset.objects.values_list("bucket", flat=True)) == {old_bucket}
+        for key, body in data.items():
+            assert new.client().get_object(Bucket="new-datasets", Key=key)["Body"].read() == body
+        assert fetch(old_link) == data["datasets/1.zip"]  # the application still reads the old
+
+        settings.DUAL_STORAGE = {
+            **settings.DUAL_STORAGE,
+            "EXTERNAL_STORAGE_ENDPOINT": new.endpoint_url,
+            "EXTERNAL_STORAGE_ACCESS_KEY": new.access_key,
+            "EXTERNAL_STORAGE_SECRET_KEY": new.secret_key,
+            "EXTERNAL_BUCKET_DATASETS": "new-datasets",
+        }
+        del settings.DUAL_STORAGE_MIGRATION["TARGET_ENDPOINT"]
+        with pytest.raises(CommandError, match="needs all of"):
+            run_json(*swap, "--apply")
+        assert run_json(*swap, "--finish-swap")["rows_updated"] == 3
+        assert set(Dataset.objects.values_list("bucket", flat=True)) == {"new-datasets"}
+        new_link = dual_storage_buckets.generate_dataset_presigned_url(dataset_key="datasets/1.zip")
+        assert new_link.startswith(new.endpoint_url)
+        assert fetch(new_link) == fetch(old_link) == data["datasets/1.zip"]
