@@ -32,6 +32,7 @@ from tests.helpers import (
     close_clients,
     real_settings,
 )
+from tests.workers import worker_database_fixture
 
 pytest_plugins = ["dual_storage_app.testing.plugin", "pytester"]
 
@@ -72,6 +73,13 @@ def _isolated_environment(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
 
 
 # -- the real servers --------------------------------------------------------------------
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def worker_database(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """A database that worker processes beside the suite share: a SQLite file, or (in the
+    PostgreSQL pass) a fresh PostgreSQL database on the suite's server, dropped after."""
+    yield from worker_database_fixture(request, tmp_path)
 
 
 @pytest.fixture(scope="session")

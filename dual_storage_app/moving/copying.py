@@ -4,7 +4,8 @@
   CopyObject (objects up to 5 GiB), or s3transfer's multipart copy above that where the
   provider has UploadPartCopy; no byte passes through this process.
 * **Streamed** across servers: a GET of the source piped into the target's upload
-  (multipart above 16 MiB, at most 48 MiB of parts buffered), hashed as it passes.
+  (multipart above 16 MiB, at most 48 MiB of parts buffered; an object up to 8 MiB is
+  read whole and written by one conditional PutObject), hashed as it passes.
 * **In place** when source and target are the same object: nothing is copied.
 
 Every copy is then verified: the target is read back and its SHA-256 must equal the
@@ -22,6 +23,7 @@ same bytes is accepted; one holding other bytes is refused with ``ObjectExists``
 from __future__ import annotations
 
 import hashlib
+import io
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -38,6 +40,7 @@ if TYPE_CHECKING:
 
 SOURCE_METADATA = "dual-storage-source"
 ONE_REQUEST_COPY_LIMIT = 5 * 1024**3  # CopyObject's limit on every provider
+SMALL_OBJECT = 8 * 1024**2  # streamed copies up to this size are read whole: one PUT each
 
 Method = Literal["server-side", "streamed", "in place", "found"]
 
@@ -187,15 +190,19 @@ def _server_side(source: ObjectRef, source_etag: str, size: int, target: ObjectR
             )
 
 
-def _streamed(source: ObjectRef, source_etag: str, target: ObjectRef) -> TransferResult:
-    """Pipe the source into the target; the result's SHA-256 is of the bytes read."""
+def _streamed(source: ObjectRef, source_etag: str, size: int, target: ObjectRef) -> TransferResult:
+    """Pipe the source into the target; the result's SHA-256 is of the bytes read. A small
+    object is read whole and written by one conditional PutObject (no transfer manager)."""
     stream = source.store.open_stream(source.bucket, source.key, if_match=source_etag)
+    extra = {"Metadata": {SOURCE_METADATA: source_token(source, source_etag)}}
     try:
+        if size <= SMALL_OBJECT:
+            body = io.BytesIO(b"".join(stream))
+            return target.store.upload(
+                target.bucket, target.key, body, if_absent=True, extra_args=extra
+            )
         return target.store.upload(
-            target.bucket,
-            target.key,
-            _StreamReader(stream),
-            extra_args={"Metadata": {SOURCE_METADATA: source_token(source, source_etag)}},
+            target.bucket, target.key, _StreamReader(stream), extra_args=extra
         )
     finally:
         stream.close()
@@ -259,7 +266,7 @@ def copy_verified(
         source_sha256, copied = _hash_both(source, source_etag, target)
         method: Method = "server-side"
     else:
-        source_sha256 = _streamed(source, source_etag, target).sha256
+        source_sha256 = _streamed(source, source_etag, size, target).sha256
         copied = _hash(target)
         method = "streamed"
     try:

@@ -15,25 +15,22 @@ import io
 import json
 import os
 import signal
-import sqlite3
 import subprocess
 import sys
 import time
-import uuid
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
 import pytest
-from django.conf import settings as django_settings
 from pytest_django import Settings as SettingsWrapper
 
 from dual_storage_app.client import DualStorageClient
 from dual_storage_app.kinds import ArtifactKind
 from dual_storage_app.testing.pair import S3Servers, fresh_buckets
 from tests.helpers import REPO_ROOT
+from tests.workers import WorkerDatabase, run_django, stop_process, worker_environment
 
 pytestmark = pytest.mark.real_s3
 
@@ -57,102 +54,11 @@ print(json.dumps(ids))
 """
 
 
-class WorkerDatabase:
-    """The workers' database, read directly (SQL, not the ORM: this process's Django
-    uses the suite's own test database)."""
-
-    def __init__(self, target: str) -> None:
-        if target.startswith("postgres"):
-            import psycopg
-
-            self.connection: Any = psycopg.connect(target, autocommit=True)
-            self.mark = "%s"
-        else:
-            self.connection = sqlite3.connect(target, timeout=30, isolation_level=None)
-            self.mark = "?"
-
-    def rows(self, sql: str, *params: object) -> list[tuple[Any, ...]]:
-        return list(self.connection.execute(sql.replace("%s", self.mark), params).fetchall())
-
-    def batches(self, job_id: int) -> list[tuple[int, str, str, int]]:
-        """(index, status, worker, attempts) of each batch of the job."""
-        return [
-            (int(index), str(status), str(worker), int(attempts))
-            for index, status, worker, attempts in self.rows(
-                'SELECT "index", status, worker, attempts FROM dual_storage_jobs_jobbatch '
-                'WHERE job_id = %s ORDER BY "index"',
-                job_id,
-            )
-        ]
-
-    def job_status(self, job_id: int) -> str:
-        return str(
-            self.rows("SELECT status FROM dual_storage_jobs_storagejob WHERE id = %s", job_id)[0][0]
-        )
-
-    def close(self) -> None:
-        self.connection.close()
-
-
-@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
-def worker_database(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    """Where the workers keep the job: a SQLite file, or (PostgreSQL pass) a fresh
-    PostgreSQL database on the suite's server, dropped afterwards."""
-    if request.param == "sqlite":
-        yield str(tmp_path / "jobs.sqlite3")
-        return
-    import psycopg
-
-    server = django_settings.DATABASES["default"]
-    base = (
-        f"postgres://{server['USER']}:{server['PASSWORD']}@{server['HOST']}:{server['PORT']}"
-        f"/{server['NAME']}"
-    )
-    name = f"jobs_workers_{uuid.uuid4().hex[:10]}"
-    with psycopg.connect(base, autocommit=True) as admin:
-        admin.execute(f'CREATE DATABASE "{name}"')
-    try:
-        yield urlunsplit(urlsplit(base)._replace(path=f"/{name}"))
-    finally:
-        with psycopg.connect(base, autocommit=True) as admin:
-            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-
-
 @pytest.fixture
 def buckets(dual_storage_servers: S3Servers, settings: SettingsWrapper) -> Iterator[dict[str, str]]:
     """Fresh buckets for this test; their settings, as the workers' environment gets them."""
     with fresh_buckets(dual_storage_servers):
         yield {**settings.DUAL_STORAGE, "RECORD_CATALOG": "false"}
-
-
-def _environment(database: str, stores: dict[str, str]) -> dict[str, str]:
-    inherited = {
-        name: value
-        for name, value in os.environ.items()
-        if not name.startswith(("INTERNAL_", "EXTERNAL_", "AWS_", "S3_BUCKET_", "DJANGO_"))
-    }
-    return {
-        **inherited,
-        **stores,
-        "DJANGO_SETTINGS_MODULE": "tests.jobs_worker_settings",
-        "DUAL_STORAGE_JOBS_TEST_DB": database,
-        "PYTHONPATH": str(REPO_ROOT),
-    }
-
-
-def _django(env: dict[str, str], *args: str) -> str:
-    """Run ``python -m django ARGS`` (a management command) and return its stdout."""
-    done = subprocess.run(
-        [sys.executable, "-m", "django", *args],
-        cwd=REPO_ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-    assert done.returncode == 0, f"{' '.join(args)} failed:\n{done.stdout}\n{done.stderr}"
-    return done.stdout
 
 
 def _objects_and_rows(client: DualStorageClient) -> dict[str, list[dict[str, Any]]]:
@@ -191,22 +97,12 @@ def _objects_and_rows(client: DualStorageClient) -> dict[str, list[dict[str, Any
     return rows
 
 
-def _stop(process: subprocess.Popen[bytes]) -> None:
-    if process.poll() is None:
-        os.killpg(process.pid, signal.SIGTERM)
-        try:
-            process.wait(10)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait(10)
-
-
 def test_two_workers_share_a_verify_and_a_killed_one_loses_nothing(
     worker_database: str, buckets: dict[str, str], tmp_path: Path
 ) -> None:
     began = time.monotonic()
-    env = _environment(worker_database, buckets)
-    _django(env, "migrate", "--noinput", "-v", "0")
+    env = worker_environment(worker_database, buckets)
+    run_django(env, "migrate", "--noinput", "-v", "0")
     migrated = time.monotonic()
 
     client = DualStorageClient(overrides=buckets)
@@ -236,7 +132,7 @@ def test_two_workers_share_a_verify_and_a_killed_one_loses_nothing(
     prepared = time.monotonic()
 
     started = json.loads(
-        _django(
+        run_django(
             env,
             "dualstorage_jobs",
             "start",
@@ -317,12 +213,12 @@ def test_two_workers_share_a_verify_and_a_killed_one_loses_nothing(
         finished = time.monotonic()
     finally:
         for worker in workers:
-            _stop(worker)
+            stop_process(worker)
         for log in logs:
             log.close()
         database.close()
 
-    shown = json.loads(_django(env, "dualstorage_jobs", "show", str(job_id), "--json"))
+    shown = json.loads(run_django(env, "dualstorage_jobs", "show", str(job_id), "--json"))
     report = shown["report"]
     assert shown["status"] == "done"
 
