@@ -25,6 +25,7 @@ import pytest
 from botocore.awsrequest import AWSRequest
 from django.core.files.base import ContentFile
 from django.core.management import CommandError, call_command
+from django.db import models
 from django.urls import reverse
 
 from dual_storage_app.client import DualStorageClient, schema_problem
@@ -169,7 +170,7 @@ def make(model: type[Artifact], data: bytes, filename: str | None = None, **fiel
     return artifact
 
 
-def changelist(model: type[Artifact]) -> str:
+def changelist(model: type[models.Model]) -> str:
     return reverse(f"admin:dual_storage_app_{model._meta.model_name}_changelist")
 
 

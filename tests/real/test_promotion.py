@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import io
 from pathlib import Path
+from typing import Any
 
 import pytest
 from django.core.management import CommandError
@@ -15,7 +16,8 @@ from django.test import Client
 from dual_storage_app.client import DualStorageClient
 from dual_storage_app.models import Dataset, ModelWeight, TrainingCheckpoint
 from dual_storage_app.moving.copying import SOURCE_METADATA
-from tests.helpers import changelist, levels, run_json, sha256
+from dual_storage_app.moving.journal import MigrationEntry
+from tests.helpers import SCREENSHOTS, changelist, levels, run_json, sha256
 
 pytestmark = [pytest.mark.real_s3, pytest.mark.django_db(transaction=True)]
 
@@ -81,3 +83,51 @@ def test_admin_promote_action(
     again = admin_client.post(changelist(TrainingCheckpoint), data, follow=True)
     [(level, text)] = levels(again)
     assert level == 40 and text.startswith(f"{KEY} was not promoted")
+
+
+@pytest.mark.browser
+def test_promote_and_the_migration_journal_in_a_real_browser(
+    browser: Any,
+    live_server: Any,
+    checkpoint: TrainingCheckpoint,
+    admin_user: Any,
+    dual_storage_buckets: DualStorageClient,
+) -> None:
+    MigrationEntry.objects.create(
+        migration="legacy",
+        source_endpoint="http://127.0.0.1:1",
+        source_bucket="legacy",
+        source_key="weights/resnet50.pth",
+        size=3000,
+        kind="weights",
+        target_bucket="model-weights",
+        target_key="resnet50.pth",
+        state="recorded",
+        method="streamed",
+    )
+    context = browser.new_context()
+    page = context.new_page()
+    page.goto(f"{live_server.url}/admin/login/?next=/admin/")
+    page.fill("#id_username", "admin")
+    page.fill("#id_password", "password")
+    page.click("input[type=submit]")
+    page.wait_for_url(f"{live_server.url}/admin/")
+
+    page.goto(f"{live_server.url}{changelist(TrainingCheckpoint)}")
+    page.check("#action-toggle")
+    page.select_option("select[name=action]", "promote")
+    with page.expect_navigation():
+        page.click("button[name=index]")
+    page.wait_for_selector("ul.messagelist")
+    page.screenshot(path=str(SCREENSHOTS / "promote-01-done.png"), full_page=True)
+    message = page.inner_text("ul.messagelist").replace("\xa0", " ")
+    assert f"Promoted {KEY} to model weight" in message and "SHA-256 verified" in message
+    assert ModelWeight.objects.get(file=KEY).sha256 == sha256(CHECKPOINT)
+
+    page.goto(f"{live_server.url}{changelist(MigrationEntry)}")
+    page.wait_for_selector("#result_list")
+    page.screenshot(path=str(SCREENSHOTS / "migration-journal.png"), full_page=True)
+    row = page.inner_text("#result_list tbody tr")
+    assert "weights/resnet50.pth" in row and "resnet50.pth" in row and "recorded" in row
+    assert page.locator(".object-tools a.addlink").count() == 0  # written by runs only
+    context.close()
