@@ -5,7 +5,8 @@
   provider has UploadPartCopy; no byte passes through this process.
 * **Streamed** across servers: a GET of the source piped into the target's upload
   (multipart above 16 MiB, at most 48 MiB of parts buffered; an object up to 8 MiB is
-  read whole and written by one conditional PutObject), hashed as it passes.
+  read whole and written by one conditional PutObject carrying its SHA-256 tag), hashed as
+  it passes.
 * **In place** when source and target are the same object: nothing is copied.
 
 Every copy is then verified: the target is read back and its SHA-256 must equal the
@@ -23,7 +24,6 @@ same bytes is accepted; one holding other bytes is refused with ``ObjectExists``
 from __future__ import annotations
 
 import hashlib
-import io
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -197,10 +197,8 @@ def _streamed(source: ObjectRef, source_etag: str, size: int, target: ObjectRef)
     extra = {"Metadata": {SOURCE_METADATA: source_token(source, source_etag)}}
     try:
         if size <= SMALL_OBJECT:
-            body = io.BytesIO(b"".join(stream))
-            return target.store.upload(
-                target.bucket, target.key, body, if_absent=True, extra_args=extra
-            )
+            body = b"".join(stream)
+            return target.store.put_bytes(target.bucket, target.key, body, extra_args=extra)
         return target.store.upload(
             target.bucket, target.key, _StreamReader(stream), extra_args=extra
         )

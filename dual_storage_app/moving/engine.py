@@ -473,17 +473,27 @@ class _Runner:
             futures: dict[Future[CopyOutcome], MigrationEntry] = {
                 pool.submit(self.copy, entry): entry for entry in copying
             }
+            outcomes: list[tuple[MigrationEntry, CopyOutcome | Exception]] = []
             for future, entry in futures.items():
                 try:
-                    self.copied(entry, future.result())
+                    outcomes.append((entry, future.result()))
                 except Exception as exc:  # one object's failure never stops the run
-                    self.failed(entry, exc)
-            for entry in entries:
-                if entry.state == EntryState.COPIED:
-                    try:
-                        self.record(entry)
-                    except Exception as exc:
-                        self.failed(entry, exc)
+                    outcomes.append((entry, exc))
+            # The chunk's database work is one transaction (one commit, not four per
+            # object). A run killed before it commits leaves copies that the next run
+            # finds by their source token and verifies, without copying them again.
+            with transaction.atomic():
+                for entry, outcome in outcomes:
+                    if isinstance(outcome, CopyOutcome):
+                        self.copied(entry, outcome)
+                    else:
+                        self.failed(entry, outcome)
+                for entry in entries:
+                    if entry.state == EntryState.COPIED:
+                        try:
+                            self.record(entry)
+                        except Exception as exc:
+                            self.failed(entry, exc)
             if self.delete_source:
                 deletable = [
                     e

@@ -36,6 +36,7 @@ from .streaming import ObjectStream
 from .transfer import guess_content_type, validate_expiry
 from .upload import (
     fits_one_put,
+    put_bytes_if_absent,
     put_if_absent,
     regular_file_of,
     reserve,
@@ -183,6 +184,23 @@ class Store:
         key = validate_key(key, store=self.name, bucket=bucket)
         with Path(path).open("rb") as source:
             return self._upload(bucket, key, source, content_type, if_absent, extra_args)
+
+    def put_bytes(
+        self,
+        bucket: str,
+        key: str,
+        body: bytes,
+        *,
+        extra_args: Mapping[str, Any] | None = None,
+    ) -> TransferResult:
+        """Write ``body``, a small object held in memory, as one PutObject that carries its
+        SHA-256 tag and replaces nothing (``ObjectExists`` if ``key`` is taken): one
+        request where :meth:`upload` sends two."""
+        key = validate_key(key, store=self.name, bucket=bucket)
+        content_type = guess_content_type(key)
+        extra = {**(extra_args or {}), "ContentType": content_type}
+        sha256, etag = put_bytes_if_absent(self.client, self.config, bucket, key, body, extra)
+        return TransferResult(self.name, bucket, key, len(body), sha256, etag, content_type)
 
     def _upload(
         self,

@@ -21,6 +21,7 @@ that is not to be overwritten) are conditional, ``If-None-Match: *``, and a take
 
 from __future__ import annotations
 
+import hashlib
 import os
 import stat
 from collections.abc import Iterator, Mapping
@@ -28,6 +29,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlencode
 
 from botocore.exceptions import ClientError
 from s3transfer.constants import ALLOWED_DOWNLOAD_ARGS
@@ -36,6 +38,7 @@ from ..config.stores import StoreConfig
 from ..exceptions import IntegrityError, ObjectExists
 from .errors import describe, translated
 from .hashing import HashingReader, PrefixHasher, Readable
+from .integrity import TAG
 from .transfer import PART_SIZE, progress_callback, transfer_config
 
 if TYPE_CHECKING:
@@ -240,6 +243,28 @@ def put_if_absent(
     if callback is not None:
         callback(len(body))
     return reader.size, reader.sha256, str(response.get("ETag", "")).strip('"')
+
+
+def put_bytes_if_absent(
+    client: S3Client,
+    config: StoreConfig,
+    bucket: str,
+    key: str,
+    body: bytes,
+    extra: Mapping[str, Any],
+) -> tuple[str, str]:
+    """``(sha256, etag)`` of ``body`` written as one PutObject only if ``key`` is free,
+    with its SHA-256 tag in the same request where the provider has tagging
+    (``ObjectExists`` if the key is taken)."""
+    sha256 = hashlib.sha256(body).hexdigest()
+    arguments = dict(extra)
+    if config.provider.supports_tagging:
+        arguments["Tagging"] = urlencode({TAG: sha256})
+    with translated(config, "upload", bucket, key), _refused_if_taken(config, bucket, key):
+        response = client.put_object(
+            Bucket=bucket, Key=key, Body=body, IfNoneMatch="*", **arguments
+        )
+    return sha256, str(response.get("ETag", "")).strip('"')
 
 
 def reserve(client: S3Client, config: StoreConfig, bucket: str, key: str) -> None:

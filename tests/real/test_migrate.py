@@ -122,6 +122,10 @@ def test_apply_moves_every_object_once_with_its_row(
         assert row.sha256 == sha256(LEGACY[source_key]), key
         assert row.size == len(LEGACY[source_key])
     assert TrainingCheckpoint.objects.get(file="jobs/7/checkpoint_epoch_3.pth").job_id == "7"
+    weights, weights_bucket = dual_storage_buckets.locate("weights")  # tagged in its one PUT
+    assert weights.recorded_sha256(weights_bucket, "resnet50.pth") == sha256(
+        LEGACY["weights/resnet50.pth"]
+    )
     assert ConfigSchema.objects.get(file="ultralytics.json").framework == "ultralytics"
 
     second = run_json("dualstorage_migrate", "--apply")
