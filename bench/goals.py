@@ -11,12 +11,14 @@ from dataclasses import dataclass
 
 from .contenders import DIAGNOSTIC, OURS
 from .links import OPERATION as PRESIGN
+from .migration import OPERATION as MIGRATE
 from .report import Result, best_peer_speed, size_label
 from .schemas import OPERATION as SCHEMA
 
 TRANSFER_RATIO = 0.95
 SCHEMA_RATIO = 20.0
 PRESIGNS_PER_SECOND = 20_000
+MIGRATION_RATIO = 0.5
 RAW_PRESIGN = "boto3 generate_presigned_url"
 RAW_GET = "boto3 get_object"
 
@@ -69,6 +71,23 @@ def _rate(
     return Verdict(goal, "; ".join(figures), all(judge(r, raw) for r in ours))
 
 
+def _migration(results: list[Result]) -> Verdict:
+    """Ours against the fastest peer on the many-small-objects rows (objects/s)."""
+    goal = f"migration of small objects >= {MIGRATION_RATIO:.2f}x the fastest peer (objects/s)"
+    groups: dict[str, list[Result]] = {}
+    for result in results:
+        if result.operation.startswith(MIGRATE) and result.per_run:
+            groups.setdefault(result.operation, []).append(result)
+    figures, met = [], True
+    for operation, group in groups.items():
+        best = best_peer_speed(group)
+        for row in _ours(group):
+            ratio = (row.speed or 0) / best if best else 0.0
+            figures.append(f"{operation}: ours {row.speed:,.0f}/s = {ratio:.2f}x")
+            met = met and ratio >= MIGRATION_RATIO
+    return Verdict(goal, "; ".join(figures) or "-", met if figures else None)
+
+
 def judge(
     results: list[Result], memory_failures: list[str] | None, memory_sizes: str = ""
 ) -> list[Verdict]:
@@ -98,6 +117,7 @@ def judge(
         failed = ", ".join(memory_failures)
         figure = f"{memory_sizes}: " + ("every path PASS" if not memory_failures else failed)
         verdicts.append(Verdict(memory_goal, figure, not memory_failures))
+    verdicts.append(_migration(results))
     return verdicts
 
 

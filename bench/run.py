@@ -4,7 +4,8 @@ Starts SeaweedFS on free loopback ports in a temp dir, creates a bucket, writes 
 file of each size, then times upload and download for every contender (median of
 ``--repeat`` rounds, the contenders' order rotated each round to cancel drift, with the
 CPU seconds each run cost the bench and the server), presigns for 1,000 keys, reads a
-10 KB schema 1,000 times, measures the peak RSS of every path, and ends with a verdict
+10 KB schema 1,000 times, measures the peak RSS of every path, times a migration from a
+second SeaweedFS to the first (ours against rclone and s5cmd), and ends with a verdict
 on each of issue 5's goals. Nothing leaves 127.0.0.1.
 """
 
@@ -25,7 +26,7 @@ import boto3
 
 from dual_storage_app.testing.server import LocalS3Server, free_port_pair
 
-from . import goals, links, memory, schemas
+from . import goals, links, memory, migration, schemas
 from .contenders import OURS, Contender, our_store, warm_up
 from .cpu import CpuMeter, sha256_rate
 from .lineup import all_contenders
@@ -37,7 +38,7 @@ REPO = Path(__file__).resolve().parent.parent
 BUCKET = "bench"
 QUICK_SIZES = ["8MiB", "40MiB"]
 FULL_SIZES = ["500MB", "1GiB"]
-SECTIONS = ("transfers", "links", "schemas", "rss", "memory")
+SECTIONS = ("transfers", "links", "schemas", "rss", "memory", "migration")
 QUICK_MEMORY_SIZES = ["8MiB", "64MiB"]
 FULL_MEMORY_SIZES = ["256MiB", "1GiB", "2GiB"]
 
@@ -80,7 +81,16 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         default=list(SECTIONS),
         help="run only these sections (default: all)",
     )
+    parser.add_argument(
+        "--migration-objects", type=int, help="small objects migrated (default 1000; quick 200)"
+    )
+    parser.add_argument(
+        "--migration-large", help="the one large object migrated (default 1GiB; quick 64MiB)"
+    )
     args = parser.parse_args(argv)
+    objects, large = migration.QUICK_FIGURES if args.quick else migration.FULL_FIGURES
+    args.migration_objects = max(1, args.migration_objects or objects)
+    args.migration_large = parse_size(args.migration_large) if args.migration_large else large
     args.sizes = [parse_size(s) for s in args.sizes or (QUICK_SIZES if args.quick else FULL_SIZES)]
     args.repeat = max(1, args.repeat or (1 if args.quick else 5))
     return args
@@ -267,6 +277,16 @@ def main(argv: list[str] | None = None) -> int:
                     [parse_size(size) for size in memory_sizes],
                     reclaim=memory.seaweed_vacuum(server.master_port),
                 )
+            migration_notes = ""
+            if "migration" in args.only:
+                moved, migration_notes = migration.run(
+                    server,
+                    target,
+                    objects=args.migration_objects,
+                    large=args.migration_large,
+                    repeat=args.repeat,
+                )
+                results += moved
         finally:
             server.kill()  # throw-away data: skip SeaweedFS's ~15 s graceful stop
     print(
@@ -276,6 +296,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     if results:
         print(format_table(results))
+    if migration_notes:
+        print("\n" + migration_notes)
     if peaks:
         print("\n" + format_rss(peaks, max(args.sizes)))
     if memory_table:

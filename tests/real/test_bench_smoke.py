@@ -8,6 +8,7 @@ import sys
 
 import pytest
 
+from bench.migration import OURS_NAME, RCLONE_NAME, S5CMD_DISK_NAME, S5CMD_PIPE_NAME
 from bench.report import RATIO_HEADER
 from tests.helpers import REPO_ROOT
 
@@ -23,7 +24,20 @@ CONTENDERS = {
 }
 
 
-GOALS = ("upload >= 0.95x", "download >= 0.95x", "presign >= 20,000/s", "get_schema", "peak RSS")
+GOALS = (
+    "upload >= 0.95x",
+    "download >= 0.95x",
+    "presign >= 20,000/s",
+    "get_schema",
+    "peak RSS",
+    "migration of small objects",
+)
+
+
+MIGRATION = {  # --quick: 200 objects of 4 KiB, one of 64 MiB; server A -> server B
+    ("migrate 200 objects", "4 KiB"): (OURS_NAME, RCLONE_NAME, S5CMD_DISK_NAME),
+    ("migrate 1 object", "64 MiB"): (OURS_NAME, RCLONE_NAME, S5CMD_DISK_NAME, S5CMD_PIPE_NAME),
+}
 
 
 def test_quick_bench_prints_every_contender_with_a_ratio() -> None:
@@ -72,6 +86,14 @@ def test_quick_bench_prints_every_contender_with_a_ratio() -> None:
     transfer = next(row for row in rows if row[:3] == ["download", "40 MiB", "ours"])
     client_cpu, server_cpu, busy = transfer[6:9]
     assert float(client_cpu) > 0 and float(server_cpu) > 0 and busy.endswith("%"), transfer
+    for (operation, size), expected in MIGRATION.items():
+        found = {row[2]: row for row in rows if row[:2] == [operation, size]}
+        assert set(expected) == set(found), (operation, size, found)
+        for name in expected:  # every copier ran, checked complete, at a positive rate
+            rate = found[name][4].removesuffix("/s").replace(",", "")
+            assert rate.isdigit() and int(rate) > 0, found[name]
+        assert found[OURS_NAME][5].endswith("x"), found[OURS_NAME]
+    assert "s5cmd takes one endpoint" in done.stdout  # the footnote under the table
     verdicts = [line.strip() for line in lines if line.startswith("  [")]
     for goal in GOALS:  # every goal judged (met or missed), none "not run"
         verdict = next(line for line in verdicts if goal in line)
