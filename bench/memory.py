@@ -17,10 +17,11 @@ import shutil
 import subprocess
 import sys
 import time
-import urllib.request
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
+
+from dual_storage_app.testing.server import LocalS3Server
 
 from .contenders import our_store
 from .djangoenv import bucket_names
@@ -139,20 +140,15 @@ def sweep(target: Target) -> None:
                 entry.unlink(missing_ok=True)
 
 
-def seaweed_vacuum(master_port: int | None) -> Callable[[], None]:
-    """Ask SeaweedFS's master (loopback) to compact away deleted objects: it keeps their
-    bytes on disk until a vacuum, about 13 GiB per full memory section."""
+def seaweed_vacuum(server: LocalS3Server) -> Callable[[], None]:
+    """Compact away ``server``'s deleted objects: SeaweedFS keeps their bytes on disk
+    until a vacuum, about 13 GiB per full memory section."""
 
     def vacuum() -> None:
-        if master_port is None:
-            return
-        url = f"http://127.0.0.1:{master_port}/vol/vacuum?garbageThreshold=0.01"
         try:
-            no_proxy = urllib.request.build_opener(urllib.request.ProxyHandler({}))
-            with no_proxy.open(url, timeout=600) as response:
-                response.read()
-        except OSError as exc:
-            print(f"memory bench: SeaweedFS vacuum failed: {exc}", file=sys.stderr)
+            server.vacuum()
+        except (OSError, RuntimeError, subprocess.SubprocessError) as exc:
+            print(f"bench: SeaweedFS vacuum failed: {exc}", file=sys.stderr)
 
     return vacuum
 
@@ -291,7 +287,7 @@ def run(
 ) -> tuple[str, list[str]]:
     """Measure every path at every size: the printable section, and the labels of the
     paths whose verdict is not PASS. ``reclaim`` runs after each size: pass
-    ``seaweed_vacuum(server.master_port)`` to give the disk back."""
+    ``seaweed_vacuum(server)`` to give the disk back."""
     started = time.perf_counter()
     results = measure(target, sorted(sizes), reclaim)
     moving = path_rows(results, sorted(sizes))

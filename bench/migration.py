@@ -25,7 +25,6 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
-import sys
 import tempfile
 import time
 from collections.abc import Callable, Mapping
@@ -36,12 +35,12 @@ from typing import TYPE_CHECKING
 
 from boto3.s3.transfer import TransferConfig
 
-from dual_storage_app.testing.server import LocalS3Server, find_weed, free_port_pair
+from dual_storage_app.testing.server import LocalS3Server, free_port_pair
 
 from .contenders import NOT_INSTALLED, OURS, MiB, raw_client, venv_binary
 from .cpu import CpuMeter, CpuSample
 from .djangoenv import bucket_names, configure
-from .memory import write_test_file
+from .memory import seaweed_vacuum, write_test_file
 from .report import Result, size_label
 from .target import Target
 
@@ -364,27 +363,6 @@ def timed_cases(
     return rows
 
 
-def vacuum(server: LocalS3Server) -> Callable[[], None]:
-    """Compact away ``server``'s deleted objects with ``weed shell`` (over gRPC, with the
-    client certificate of the ``security.toml`` in its data folder: the master's HTTP
-    API, which :func:`bench.memory.seaweed_vacuum` calls, is off)."""
-
-    def reclaim() -> None:
-        commands = "lock\nvolume.vacuum -garbageThreshold 0.01\nunlock\nexit\n"
-        done = subprocess.run(
-            [find_weed(), "shell", f"-master=127.0.0.1:{server.master_port}"],
-            cwd=server.data_dir,
-            input=commands.encode(),
-            capture_output=True,
-            timeout=600,
-            check=False,
-        )
-        if done.returncode != 0:
-            print(f"migration bench: vacuum failed: {done.stderr[-300:]!r}", file=sys.stderr)
-
-    return reclaim
-
-
 def footnote(objects: int, large: int) -> str:
     return "\n".join(
         [
@@ -445,7 +423,7 @@ def run(
         for case in (small, one, warm):
             fill_source(source_client, case, target.workdir)
         ours = Ours(source, target)
-        reclaim = vacuum(bench_server) if large >= VACUUM_FROM else lambda: None
+        reclaim = seaweed_vacuum(bench_server) if large >= VACUUM_FROM else lambda: None
         empty(target_client, target_bucket)
         # Untimed: Django's models, the clients' service model and pools; and the target
         # bucket's volumes, which SeaweedFS grows on the first large write.

@@ -261,7 +261,7 @@ def main(argv: list[str] | None = None) -> int:
                     target,
                     args.sizes,
                     args.repeat,
-                    memory.seaweed_vacuum(server.master_port),
+                    memory.seaweed_vacuum(server),
                     CpuMeter(server.process.pid if server.process else None),
                 )
             if "links" in args.only:
@@ -275,7 +275,7 @@ def main(argv: list[str] | None = None) -> int:
                 memory_table, memory_failures = memory.run(
                     target,
                     [parse_size(size) for size in memory_sizes],
-                    reclaim=memory.seaweed_vacuum(server.master_port),
+                    reclaim=memory.seaweed_vacuum(server),
                 )
             migration_notes = ""
             if "migration" in args.only:
