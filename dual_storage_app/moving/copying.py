@@ -14,7 +14,8 @@ source's (hashed from the stream, or read in parallel for a server-side copy) an
 the caller knows one (an artifact row's), that hash too. The source is read with
 ``If-Match`` on the ETag it was planned with, so a source changed meanwhile is refused.
 
-A copy never replaces an object: the target is looked up first. Each copy carries the
+A copy never replaces an object: the target is looked up first (a small streamed copy
+is a conditional PutObject instead, which a taken key refuses). Each copy carries the
 metadata :data:`SOURCE_METADATA`, a token naming the source object and its ETag, so a
 target found there later is recognised as this copy (a run killed after the copy but
 before its journal was written): it is verified, not copied again. A target holding the
@@ -190,20 +191,56 @@ def _server_side(source: ObjectRef, source_etag: str, size: int, target: ObjectR
             )
 
 
-def _streamed(source: ObjectRef, source_etag: str, size: int, target: ObjectRef) -> TransferResult:
-    """Pipe the source into the target; the result's SHA-256 is of the bytes read. A small
-    object is read whole and written by one conditional PutObject (no transfer manager)."""
+def _read_small(source: ObjectRef, source_etag: str) -> bytes:
+    """A small source object's bytes, read whole (as planned: ``If-Match`` its ETag)."""
     stream = source.store.open_stream(source.bucket, source.key, if_match=source_etag)
-    extra = {"Metadata": {SOURCE_METADATA: source_token(source, source_etag)}}
     try:
-        if size <= SMALL_OBJECT:
-            body = b"".join(stream)
-            return target.store.put_bytes(target.bucket, target.key, body, extra_args=extra)
+        return b"".join(stream)
+    finally:
+        stream.close()
+
+
+def _streamed(source: ObjectRef, source_etag: str, target: ObjectRef) -> TransferResult:
+    """Pipe a large source into the target's multipart upload; the result's SHA-256 is of
+    the bytes read."""
+    stream = source.store.open_stream(source.bucket, source.key, if_match=source_etag)
+    try:
         return target.store.upload(
-            target.bucket, target.key, _StreamReader(stream), extra_args=extra
+            target.bucket,
+            target.key,
+            _StreamReader(stream),
+            extra_args={"Metadata": {SOURCE_METADATA: source_token(source, source_etag)}},
         )
     finally:
         stream.close()
+
+
+def _found(
+    source: ObjectRef,
+    source_etag: str,
+    target: ObjectRef,
+    metadata: dict[str, str],
+    expected: str | None,
+    source_sha256: str | None = None,
+) -> CopyOutcome:
+    """Accept an object already at the target: this copy from an earlier run (its source
+    token) or the same bytes; ``ObjectExists`` for other bytes."""
+    if source_sha256 is None:
+        source_sha256, found = _hash_both(source, source_etag, target)
+    else:
+        found = _hash(target)
+    ours = metadata.get(SOURCE_METADATA) == source_token(source, source_etag)
+    if not ours and found.sha256 != source_sha256:
+        raise ObjectExists(
+            f"{target.describe()} already holds other bytes than {source.describe()} "
+            f"(SHA-256 {found.sha256[:12]}..., not {source_sha256[:12]}...); it was left "
+            "as it is. Map the source to another key or remove the target.",
+            store=target.store.name,
+            bucket=target.bucket,
+            key=target.key,
+        )
+    _check(source, found, source_sha256, expected)
+    return CopyOutcome(found, "found")
 
 
 def _check(
@@ -239,21 +276,11 @@ def copy_verified(
         found = _hash(target, if_match=source_etag)
         _check(source, found, found.sha256, expected_sha256)
         return CopyOutcome(found, "in place")
+    if size <= SMALL_OBJECT and not same_server(source.store, target.store):
+        return _copy_small(source, source_etag, target, expected_sha256)
     metadata = _target_metadata(target)
     if metadata is not None:
-        source_sha256, found = _hash_both(source, source_etag, target)
-        ours = metadata.get(SOURCE_METADATA) == source_token(source, source_etag)
-        if not ours and found.sha256 != source_sha256:
-            raise ObjectExists(
-                f"{target.describe()} already holds other bytes than {source.describe()} "
-                f"(SHA-256 {found.sha256[:12]}..., not {source_sha256[:12]}...); it was left "
-                "as it is. Map the source to another key or remove the target.",
-                store=target.store.name,
-                bucket=target.bucket,
-                key=target.key,
-            )
-        _check(source, found, source_sha256, expected_sha256)
-        return CopyOutcome(found, "found")
+        return _found(source, source_etag, target, metadata, expected_sha256)
     if interrupted:
         abort_interrupted_uploads(target)
     server_side = same_server(source.store, target.store) and (
@@ -264,15 +291,44 @@ def copy_verified(
         source_sha256, copied = _hash_both(source, source_etag, target)
         method: Method = "server-side"
     else:
-        source_sha256 = _streamed(source, source_etag, size, target).sha256
+        source_sha256 = _streamed(source, source_etag, target).sha256
         copied = _hash(target)
         method = "streamed"
-    try:
-        _check(source, copied, source_sha256, expected_sha256)
-    except IntegrityError:
-        target.store.delete(target.bucket, target.key)  # a bad copy is never left behind
-        raise
+    _keep_if_verified(source, target, copied, source_sha256, expected_sha256)
     return CopyOutcome(copied, method)
+
+
+def _keep_if_verified(
+    source: ObjectRef,
+    target: ObjectRef,
+    copied: TransferResult,
+    source_sha256: str,
+    expected: str | None,
+) -> None:
+    """Check the copy as read back; a bad copy is deleted, never left behind."""
+    try:
+        _check(source, copied, source_sha256, expected)
+    except IntegrityError:
+        target.store.delete(target.bucket, target.key)
+        raise
+
+
+def _copy_small(
+    source: ObjectRef, source_etag: str, target: ObjectRef, expected: str | None
+) -> CopyOutcome:
+    """A small object across servers: read whole, written by one conditional PutObject
+    (no HEAD first: a taken key answers 412, and then the object found is judged)."""
+    body = _read_small(source, source_etag)
+    source_sha256 = hashlib.sha256(body).hexdigest()
+    extra = {"Metadata": {SOURCE_METADATA: source_token(source, source_etag)}}
+    try:
+        target.store.put_bytes(target.bucket, target.key, body, extra_args=extra)
+    except ObjectExists:
+        metadata = _target_metadata(target) or {}
+        return _found(source, source_etag, target, metadata, expected, source_sha256)
+    copied = _hash(target)
+    _keep_if_verified(source, target, copied, source_sha256, expected)
+    return CopyOutcome(copied, "streamed")
 
 
 def source_etag_and_size(source: ObjectRef) -> tuple[str, int]:

@@ -1,5 +1,6 @@
 """``dualstorage_migrate`` on the real servers: a legacy single bucket (on the external
-server) moves into the dual layout. Datasets go server-side (same server), weights,
+server) moves into the dual layout (multipart copies and the full volume are in
+``test_migrate_proof.py``). Datasets go server-side (same server), weights,
 checkpoints and schemas are streamed to the internal server; every object lands with a
 row and the source's SHA-256; a second --apply copies nothing; --delete-source removes a
 source only after its row exists; a target holding other bytes is a conflict, never
@@ -37,7 +38,7 @@ LEGACY: dict[str, bytes] = {
     "schemas/ultralytics.json": b'{"type": "object"}',
     "datasets/abc-123.zip": b"z" * 5000,
     "coco/annotations.json": b"{}",
-    "big/train.tar": bytes(range(256)) * (17 * MiB // 256),  # above the multipart threshold
+    "big/train.tar": bytes(range(256)) * (MiB // 256),
 }
 EXPECTED = {
     "weights/resnet50.pth": ("weights", "resnet50.pth"),
