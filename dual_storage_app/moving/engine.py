@@ -455,63 +455,71 @@ class _Runner:
     def release(self, entries: Iterable[MigrationEntry]) -> None:
         MigrationEntry.objects.filter(pk__in=[e.pk for e in entries]).update(lease_until=None)
 
-    # One claimed batch ------------------------------------------------------------------
+    # One claimed chunk ------------------------------------------------------------------
 
-    def run(self, entries: list[MigrationEntry]) -> None:
-        """Move claimed ``entries`` as far as they go, then give up their leases."""
-        try:
-            self._move(entries)
-        finally:
-            self.release(entries)
-
-    def _move(self, entries: list[MigrationEntry]) -> None:
+    def start(self, pool: ThreadPoolExecutor, entries: list[MigrationEntry]) -> _Started:
+        """Count an attempt for each row still to copy and start their copies."""
         copying = [e for e in entries if e.state in (EntryState.PENDING, EntryState.FAILED)]
         MigrationEntry.objects.filter(pk__in=[e.pk for e in copying]).update(
             attempts=F("attempts") + 1
         )
-        with ThreadPoolExecutor(self.workers) as pool:
-            futures: dict[Future[CopyOutcome], MigrationEntry] = {
-                pool.submit(self.copy, entry): entry for entry in copying
-            }
-            outcomes: list[tuple[MigrationEntry, CopyOutcome | Exception]] = []
-            for future, entry in futures.items():
-                try:
-                    outcomes.append((entry, future.result()))
-                except Exception as exc:  # one object's failure never stops the run
-                    outcomes.append((entry, exc))
-            # The chunk's database work is one transaction (one commit, not four per
-            # object). A run killed before it commits leaves copies that the next run
-            # finds by their source token and verifies, without copying them again.
-            with transaction.atomic():
-                for entry, outcome in outcomes:
-                    if isinstance(outcome, CopyOutcome):
-                        self.copied(entry, outcome)
-                    else:
-                        self.failed(entry, outcome)
-                for entry in entries:
-                    if entry.state == EntryState.COPIED:
-                        try:
-                            self.record(entry)
-                        except Exception as exc:
-                            self.failed(entry, exc)
-            if self.delete_source:
-                deletable = [
-                    e
-                    for e in entries
-                    if e.state == EntryState.RECORDED
-                    and not is_same_object(*self.refs(e))
-                    and self.row_exists(e)
-                ]
-                removals = {pool.submit(self.remove_source, e): e for e in deletable}
-                for removal, entry in removals.items():
+        return _Started(entries, [(entry, pool.submit(self.copy, entry)) for entry in copying])
+
+    def finish(self, pool: ThreadPoolExecutor, started: _Started) -> None:
+        """Record the chunk's copies, delete its sources if asked, give up its leases."""
+        try:
+            self._finish(pool, started)
+        finally:
+            self.release(started.entries)
+
+    def _finish(self, pool: ThreadPoolExecutor, started: _Started) -> None:
+        outcomes: list[tuple[MigrationEntry, CopyOutcome | Exception]] = []
+        for entry, future in started.copies:
+            try:
+                outcomes.append((entry, future.result()))
+            except Exception as exc:  # one object's failure never stops the run
+                outcomes.append((entry, exc))
+        # The chunk's database work is one transaction (one commit, not four per object).
+        # A run killed before it commits leaves copies that the next run finds by their
+        # source token and verifies, without copying them again.
+        with transaction.atomic():
+            for entry, outcome in outcomes:
+                if isinstance(outcome, CopyOutcome):
+                    self.copied(entry, outcome)
+                else:
+                    self.failed(entry, outcome)
+            for entry in started.entries:
+                if entry.state == EntryState.COPIED:
                     try:
-                        removal.result()
+                        self.record(entry)
                     except Exception as exc:
                         self.failed(entry, exc)
-                        continue
-                    entry.state = EntryState.SOURCE_DELETED
-                    entry.save(update_fields=["state", "updated_at"])
-                    self.report.outcomes["source deleted"] += 1
+        if self.delete_source:  # only once the rows are committed
+            deletable = [
+                e
+                for e in started.entries
+                if e.state == EntryState.RECORDED
+                and not is_same_object(*self.refs(e))
+                and self.row_exists(e)
+            ]
+            removals = [(e, pool.submit(self.remove_source, e)) for e in deletable]
+            for entry, removal in removals:
+                try:
+                    removal.result()
+                except Exception as exc:
+                    self.failed(entry, exc)
+                    continue
+                entry.state = EntryState.SOURCE_DELETED
+                entry.save(update_fields=["state", "updated_at"])
+                self.report.outcomes["source deleted"] += 1
+
+
+@dataclass(frozen=True)
+class _Started:
+    """A claimed chunk whose copies are under way."""
+
+    entries: list[MigrationEntry]
+    copies: list[tuple[MigrationEntry, Future[CopyOutcome]]]
 
 
 def open_entry_ids(
@@ -549,13 +557,23 @@ def run_migration(
     worker = _worker_name()
     ids = open_entry_ids(name, delete_source=delete_source, first=first, last=last)
     done = 0
-    batch = max(workers * 8, 32)
-    for start in range(0, len(ids), batch):
-        entries = _claim(ids[start : start + batch], worker)
-        runner.run(entries)
-        done += len(entries)
-        if progress is not None:
-            progress(done)
+    chunk = max(workers * 8, 32)
+    # Pipelined: the next chunk's copies run while this chunk's rows are written.
+    open_chunks: list[_Started] = []
+    with ThreadPoolExecutor(workers) as pool:
+        try:
+            for first_id in range(0, len(ids), chunk):
+                entries = _claim(ids[first_id : first_id + chunk], worker)
+                open_chunks.append(runner.start(pool, entries))
+                while len(open_chunks) > 1 or (open_chunks and first_id + chunk >= len(ids)):
+                    finished = open_chunks.pop(0)
+                    runner.finish(pool, finished)
+                    done += len(finished.entries)
+                    if progress is not None:
+                        progress(done)
+        finally:
+            for started_chunk in open_chunks:  # stopped early (LeaseLost): give rows back
+                runner.release(started_chunk.entries)
     runner.report.seconds = time.monotonic() - started
     return runner.report
 
