@@ -370,10 +370,11 @@ def footnote(objects: int, large: int) -> str:
             f"credentials; {objects:,} objects of {size_label(SMALL_SIZE)} (objects/s) and "
             f"one of {size_label(large)} (MB/s); server CPU is both servers'.",
             "* ours also reads every copy back from B and compares its SHA-256 with the "
-            "source's (one more GET per object), checks the target is free first (a HEAD), "
-            "tags the copy with its SHA-256, and writes a journal row and a Dataset row per "
-            "object (SQLite); the peers send each object once and read nothing back (rclone "
-            "compares sizes, and MD5s where the ETags carry them).",
+            "source's (one more GET per object), writes only where the target is free (a "
+            "conditional PUT carrying the SHA-256 tag; a HEAD first for a large object), "
+            "and writes a journal row and a Dataset row per object (SQLite); the peers send "
+            "each object once and read nothing back (rclone compares sizes, and MD5s where "
+            "the ETags carry them).",
             "s5cmd takes one endpoint and one set of keys per command, so its rows are two "
             "commands: a download to local disk then an upload, or cat piped into pipe.",
         ]
