@@ -178,6 +178,15 @@ def admin_url(model: type[Artifact], view: str, *args: object) -> str:
     return reverse(f"admin:dual_storage_app_{model._meta.model_name}_{view}", args=args)
 
 
+def log_in_to_admin(page: Any, live_server_url: str) -> None:
+    """Log a Playwright ``page`` in to the admin as the ``admin_user`` fixture's user."""
+    page.goto(f"{live_server_url}/admin/login/?next=/admin/")
+    page.fill("#id_username", "admin")
+    page.fill("#id_password", "password")
+    page.click("input[type=submit]")
+    page.wait_for_url(f"{live_server_url}/admin/")
+
+
 def levels(response: Any) -> list[tuple[int, str]]:
     return [(m.level, str(m)) for m in response.context["messages"]]
 

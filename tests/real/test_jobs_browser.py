@@ -14,7 +14,7 @@ from dual_storage_app.client import DualStorageClient
 from dual_storage_app.jobs import engine
 from dual_storage_app.jobs.runner import start_job
 from dual_storage_app.models import ModelWeight
-from tests.helpers import SCREENSHOTS
+from tests.helpers import SCREENSHOTS, log_in_to_admin
 
 pytestmark = [
     pytest.mark.real_s3,
@@ -40,11 +40,7 @@ def test_the_jobs_admin_in_a_real_browser(
     engine.claim_batch(second.pk, worker="gpu-node-7:4242")
 
     page = browser.new_context().new_page()
-    page.goto(live_server.url + reverse("admin:login"))
-    page.fill("#id_username", "admin")
-    page.fill("#id_password", "password")
-    page.click("input[type=submit]")
-    page.goto(live_server.url + reverse("admin:index"))
+    log_in_to_admin(page, live_server.url)
     page.get_by_role("link", name="Storage jobs", exact=True).click()
     page.wait_for_selector("#result_list")
     rows = page.locator("#result_list tbody tr")

@@ -17,7 +17,7 @@ from dual_storage_app.client import DualStorageClient
 from dual_storage_app.models import Dataset, ModelWeight, TrainingCheckpoint
 from dual_storage_app.moving.copying import SOURCE_METADATA
 from dual_storage_app.moving.journal import MigrationEntry
-from tests.helpers import SCREENSHOTS, changelist, levels, run_json, sha256
+from tests.helpers import SCREENSHOTS, changelist, levels, log_in_to_admin, run_json, sha256
 
 pytestmark = [pytest.mark.real_s3, pytest.mark.django_db(transaction=True)]
 
@@ -107,11 +107,7 @@ def test_promote_and_the_migration_journal_in_a_real_browser(
     )
     context = browser.new_context()
     page = context.new_page()
-    page.goto(f"{live_server.url}/admin/login/?next=/admin/")
-    page.fill("#id_username", "admin")
-    page.fill("#id_password", "password")
-    page.click("input[type=submit]")
-    page.wait_for_url(f"{live_server.url}/admin/")
+    log_in_to_admin(page, live_server.url)
 
     page.goto(f"{live_server.url}{changelist(TrainingCheckpoint)}")
     page.check("#action-toggle")

@@ -22,7 +22,7 @@ from dual_storage_app.client import DualStorageClient
 from dual_storage_app.management._common import format_size, size_text
 from dual_storage_app.models import RetentionPolicy, TrainingCheckpoint
 from dual_storage_app.retention import apply_retention, plan_retention
-from tests.helpers import SCREENSHOTS, changelist, levels, run, run_json
+from tests.helpers import SCREENSHOTS, changelist, levels, log_in_to_admin, run, run_json
 
 pytestmark = [pytest.mark.real_s3, pytest.mark.django_db(transaction=True)]
 
@@ -315,11 +315,7 @@ def test_retention_preview_and_apply_in_a_real_browser(
     def shot(name: str) -> None:
         page.screenshot(path=str(SCREENSHOTS / f"{name}.png"), full_page=True)
 
-    page.goto(f"{live_server.url}/admin/login/?next=/admin/")
-    page.fill("#id_username", "admin")
-    page.fill("#id_password", "password")
-    page.click("input[type=submit]")
-    page.wait_for_url(f"{live_server.url}/admin/")
+    log_in_to_admin(page, live_server.url)
 
     # Select every checkpoint of the job, preview its retention.
     page.goto(f"{live_server.url}{changelist(TrainingCheckpoint)}?job_id={job}")

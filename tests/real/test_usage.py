@@ -16,7 +16,7 @@ from pytest_django import Settings as SettingsWrapper
 
 from dual_storage_app.client import DualStorageClient
 from dual_storage_app.models import Dataset, ModelWeight
-from tests.helpers import SCREENSHOTS, run, run_json
+from tests.helpers import SCREENSHOTS, log_in_to_admin, run, run_json
 
 pytestmark = [pytest.mark.real_s3, pytest.mark.django_db(transaction=True)]
 
@@ -96,11 +96,7 @@ def test_the_usage_page_in_a_real_browser(
     weight.file.save("w.pth", ContentFile(b"w" * 700_000))
     context = browser.new_context()
     page = context.new_page()
-    page.goto(live_server.url + reverse("admin:login"))
-    page.fill("#id_username", "admin")
-    page.fill("#id_password", "password")
-    page.click("input[type=submit]")
-    page.goto(live_server.url + reverse("admin:index"))
+    log_in_to_admin(page, live_server.url)
     page.click("text=Usage and cost")
     page.wait_for_selector("svg.dual-storage-usage-chart")
     assert page.locator("svg.dual-storage-usage-chart polyline").count() == 4
