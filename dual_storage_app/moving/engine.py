@@ -44,6 +44,7 @@ from ..kinds import KINDS, ArtifactKind, spec_for
 from ..models import ARTIFACT_MODELS
 from ..store import Store, TransferResult
 from ..store.transfer import guess_content_type
+from ..usage import GB, upload_requests
 from .copying import CopyOutcome, ObjectRef, copy_verified, delete_source, is_same_object
 from .journal import EntryState, MigrationEntry
 from .rules import Rule, map_key
@@ -51,7 +52,6 @@ from .source import MigrationSource
 
 logger = logging.getLogger(__name__)
 
-GB = 2**30
 LEASE = dt.timedelta(minutes=5)
 DEFAULT_WORKERS = 8
 MAX_ERRORS_SHOWN = 20
@@ -138,30 +138,44 @@ class MigrationPlan:
                 {"bucket": i.bucket, "key": i.key, "why": i.note} for i in conflicts[:100]
             ],
             "conflict_count": len(conflicts),
-            "cost": monthly_saving(self.source, self.targets, kinds),
+            "cost": migration_cost(self),
         }
 
 
-def monthly_saving(
-    source: MigrationSource, targets: Targets, kinds: dict[str, dict[str, Any]]
-) -> dict[str, Any]:
-    """Storage per month before (every planned byte on the source's provider, at its
-    list price) and after (each kind at its target store's price), in US dollars."""
-    before_price = source.config.provider.prices.storage_gb_month
-    total = sum(int(entry["bytes"]) for entry in kinds.values())
-    before = total / GB * before_price
-    after = 0.0
-    for kind, entry in kinds.items():
-        store, _ = targets.locate(kind)  # type: ignore[arg-type]
-        after += int(entry["bytes"]) / GB * store.config.prices.storage_gb_month
+def migration_cost(plan: MigrationPlan) -> dict[str, Any]:
+    """The usage report's cost model applied to the plan, in US dollars: storage per month
+    before (every planned byte on the source's provider, at its prices) and after (each
+    kind at its target store's prices), and what moving costs once: the source's reads
+    (Class B) and egress, the targets' writes (Class A: a PUT, or a multipart upload's
+    parts plus its create and complete) and the read-back of every copy (Class B)."""
+    source_prices = plan.source.config.provider.prices
+    moving = [item for item in plan.objects if item.kind is not None]
+    before = sum(item.size for item in moving) / GB * source_prices.storage_gb_month
+    after = writes = read_back = 0.0
+    for item in moving:
+        store, _ = plan.targets.locate(item.kind)  # type: ignore[arg-type]
+        prices = store.config.prices
+        after += item.size / GB * prices.storage_gb_month
+        writes += upload_requests(item.size) / 1e6 * prices.class_a_per_million
+        read_back += 1 / 1e6 * prices.class_b_per_million
+    reads = len(moving) / 1e6 * source_prices.class_b_per_million
+    egress = sum(item.size for item in moving) / GB * source_prices.egress_gb
     return {
-        "before_usd_month": round(before, 4),
-        "after_usd_month": round(after, 4),
-        "saving_usd_month": round(before - after, 4),
+        "before_usd_month": before,
+        "after_usd_month": after,
+        "saving_usd_month": before - after,
+        "one_time_usd": {
+            "source_reads": reads,
+            "source_egress": egress,
+            "target_writes": writes,
+            "read_back": read_back,
+            "total": reads + egress + writes + read_back,
+        },
         "prices": (
-            f"source: the {source.config.provider.name} profile's "
-            f"${before_price}/GB-month; targets: each store's storage price "
-            "(dualstorage_usage shows where each came from)"
+            f"source: the {plan.source.config.provider.name} profile's list prices "
+            f"(${source_prices.storage_gb_month}/GB-month, ${source_prices.egress_gb}/GB "
+            "egress); targets: each store's prices (dualstorage_usage says where each "
+            "came from)"
         ),
     }
 

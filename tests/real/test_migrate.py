@@ -25,7 +25,7 @@ from dual_storage_app.moving.copying import SOURCE_METADATA
 from dual_storage_app.moving.journal import MigrationEntry
 from dual_storage_app.store.transfer import MiB
 from dual_storage_app.testing.server import LocalS3Server, free_port_pair
-from tests.helpers import run_command, run_json, sha256
+from tests.helpers import run, run_command, run_json, sha256
 from tests.http import fetch
 
 pytestmark = [pytest.mark.real_s3, pytest.mark.django_db(transaction=True)]
@@ -103,7 +103,39 @@ def test_plan_lists_what_goes_where_and_changes_nothing(legacy_bucket: str) -> N
     objects = {kind: entry["objects"] for kind, entry in plan["kinds"].items()}
     assert objects == {"weights": 2, "checkpoints": 2, "schemas": 1, "datasets": 3}
     assert plan["kinds"]["datasets"]["bytes"] == 5000 + 2 + len(LEGACY["big/train.tar"])
-    assert plan["cost"]["before_usd_month"] >= plan["cost"]["after_usd_month"]
+    assert plan["cost"]["after_usd_month"] == 0.0  # both targets are priced $0 (minio)
+    text = run("dualstorage_migrate")
+    assert "weights            2 object(s)" in text and "-> internal store" in text
+    assert "Storage per month: $0.00 before" in text and "moving costs $0.00 once" in text
+    assert "Nothing was changed; run with --apply to migrate." in text
+    assert MigrationEntry.objects.count() == 0
+    assert ModelWeight.objects.count() == 0
+
+
+def test_the_plan_prices_the_move_with_the_usage_cost_model(
+    legacy_bucket: str, settings: SettingsWrapper
+) -> None:
+    """A legacy bucket on R2 (its profile's list prices): $0.015 per GB-month of storage
+    before, and Class B reads to copy it out; the two targets cost $0 (minio)."""
+    settings.DUAL_STORAGE_MIGRATION = {
+        **settings.DUAL_STORAGE_MIGRATION,
+        "SOURCE_PROVIDER": "r2",
+        "SOURCE_REGION": "us-east-1",
+    }
+    cost = run_json("dualstorage_migrate")["plan"]["cost"]
+    total = sum(len(data) for data in LEGACY.values())
+    assert cost["before_usd_month"] == pytest.approx(total / 2**30 * 0.015)
+    assert cost["saving_usd_month"] == pytest.approx(cost["before_usd_month"])
+    assert cost["one_time_usd"] == pytest.approx(
+        {
+            "source_reads": 8 / 1e6 * 0.36,
+            "source_egress": 0.0,  # R2's egress is free
+            "target_writes": 0.0,
+            "read_back": 0.0,
+            "total": 8 / 1e6 * 0.36,
+        }
+    )
+    assert "r2 profile" in cost["prices"]
     assert MigrationEntry.objects.count() == 0
     assert ModelWeight.objects.count() == 0
 

@@ -185,10 +185,13 @@ class Command(StorageCommand):
                 for item in summary["conflicts"][:show]
             ]
         cost = summary["cost"]
+        once = cost["one_time_usd"]
         lines.append(
             f"Storage per month: ${cost['before_usd_month']:.2f} before, "
-            f"${cost['after_usd_month']:.2f} after, saving ${cost['saving_usd_month']:.2f} "
-            f"({cost['prices']})."
+            f"${cost['after_usd_month']:.2f} after, saving ${cost['saving_usd_month']:.2f}; "
+            f"moving costs ${once['total']:.2f} once (source reads ${once['source_reads']:.2f}, "
+            f"egress ${once['source_egress']:.2f}, writes ${once['target_writes']:.2f}, "
+            f"read-back ${once['read_back']:.2f}) ({cost['prices']})."
         )
         lines.append("Nothing was changed; run with --apply to migrate.")
         return lines
