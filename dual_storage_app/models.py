@@ -44,6 +44,7 @@ from .storages import checkpoints_storage, datasets_storage, schemas_storage, we
 from .store import Store
 from .store.schema_cache import schema_cache
 from .store.transfer import guess_content_type
+from .uploads.session import UploadSession as UploadSession  # browser uploads
 
 logger = logging.getLogger(__name__)
 
@@ -372,9 +373,21 @@ def _unpublish_schema_on_commit(framework: str, using: str) -> None:
 
 
 class Dataset(Artifact):
+    class Status(models.TextChoices):
+        READY = "ready", "ready"
+        VERIFYING = "verifying", "verifying (its SHA-256 is being computed)"
+        CORRUPT = "corrupt", "corrupt (the stored bytes are not the ones sent)"
+
     kind = "datasets"
     file = ArtifactFileField(storage=datasets_storage, upload_to=_datasets_key, max_length=1024)
     description = models.TextField(blank=True)
+    status = models.CharField(
+        max_length=16,
+        choices=Status.choices,
+        default=Status.READY,
+        editable=False,
+        help_text="A browser upload is 'verifying' until the server has read it back once.",
+    )
 
     class Meta(Artifact.Meta):
         constraints = (models.UniqueConstraint(fields=("file",), name="dual_storage_dataset_key"),)

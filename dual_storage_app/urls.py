@@ -1,4 +1,5 @@
-"""URLs for the stream-through download and the presigned dataset redirect.
+"""URLs for the stream-through download, the presigned dataset redirect and the JSON
+views of browser uploads (:mod:`.uploads.views`).
 
 Include them in a project: ``path("storage/", include("dual_storage_app.urls"))``.
 """
@@ -8,9 +9,16 @@ from __future__ import annotations
 from django.urls import URLPattern, path
 
 from . import views
+from .uploads import views as uploads
 
 app_name = "dual_storage_app"
 urlpatterns: list[URLPattern] = [
     path("<str:kind>/<int:pk>/download/", views.artifact_download, name="artifact-download"),
     path("datasets/<int:pk>/link/", views.dataset_link, name="dataset-link"),
+    path("uploads/", uploads.start, name="upload-start"),
+    path("uploads/<uuid:session_id>/", uploads.detail, name="upload-detail"),
+    path("uploads/<uuid:session_id>/sign/", uploads.sign, name="upload-sign"),
+    path("uploads/<uuid:session_id>/parts/", uploads.parts, name="upload-parts"),
+    path("uploads/<uuid:session_id>/complete/", uploads.complete, name="upload-complete"),
+    path("uploads/<uuid:session_id>/abort/", uploads.abort, name="upload-abort"),
 ]

@@ -62,6 +62,11 @@ class ProviderProfile:
     # No code in the app sends DeleteObjects today (Store.delete is one DeleteObject); code
     # that batches deletes must read this flag first.
     multi_object_delete: bool = True
+    # Browser uploads: each part's presigned PUT carries ``x-amz-checksum-sha256`` and the
+    # store refuses a part whose bytes do not match it (S3, R2, MinIO, SeaweedFS). False:
+    # no checksum header (GCS's XML API has none); the server's read-back hash still
+    # checks every part before the dataset is marked ready.
+    part_checksums: bool = True
     # List prices (a self-hosted MinIO costs nothing beyond its server).
     prices: Prices = Prices()
 
@@ -180,6 +185,7 @@ GCS = ProviderProfile(
     supports_tagging=False,
     multipart_copy=False,
     multi_object_delete=False,
+    part_checksums=False,
     prices=Prices(
         storage_gb_month=0.020, class_a_per_million=5.00, class_b_per_million=0.40, egress_gb=0.12
     ),

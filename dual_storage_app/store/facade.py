@@ -128,6 +128,11 @@ class Store:
                     self._presign_client = make_client(self.config, public, path_style=True)
         return self._presign_client
 
+    def presigning_client(self) -> S3Client:
+        """The boto3 client that signs URLs for browsers (the public endpoint's); it is
+        never used to send a request."""
+        return self._presigner()
+
     def _link_signer(self) -> Presigner:
         """Signs as :meth:`_presigner`'s client would, without botocore's per-URL cost."""
         if self._links is None:

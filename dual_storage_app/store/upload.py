@@ -193,7 +193,7 @@ RESERVATION_METADATA = {"dual-storage-reservation": "1"}
 
 
 @contextmanager
-def _refused_if_taken(config: StoreConfig, bucket: str, key: str) -> Iterator[None]:
+def refused_if_taken(config: StoreConfig, bucket: str, key: str) -> Iterator[None]:
     """Turn the store's answer to a failed ``If-None-Match: *`` into ``ObjectExists``
     (errors.py would read a 412 as a changed object during a read)."""
     try:
@@ -237,7 +237,7 @@ def put_if_absent(
     PutObject only if ``key`` is free; ``ObjectExists`` if it is taken."""
     reader = HashingReader(source)
     body = reader.read()
-    with translated(config, "upload", bucket, key), _refused_if_taken(config, bucket, key):
+    with translated(config, "upload", bucket, key), refused_if_taken(config, bucket, key):
         response = client.put_object(Bucket=bucket, Key=key, Body=body, IfNoneMatch="*", **extra)
     callback = progress_callback()
     if callback is not None:
@@ -260,7 +260,7 @@ def put_bytes_if_absent(
     arguments = dict(extra)
     if config.provider.supports_tagging:
         arguments["Tagging"] = urlencode({TAG: sha256})
-    with translated(config, "upload", bucket, key), _refused_if_taken(config, bucket, key):
+    with translated(config, "upload", bucket, key), refused_if_taken(config, bucket, key):
         response = client.put_object(
             Bucket=bucket, Key=key, Body=body, IfNoneMatch="*", **arguments
         )
@@ -270,7 +270,7 @@ def put_bytes_if_absent(
 def reserve(client: S3Client, config: StoreConfig, bucket: str, key: str) -> None:
     """Claim ``key`` with an empty placeholder written only if no object has it
     (``ObjectExists`` if one does); the upload that follows replaces the placeholder."""
-    with translated(config, "upload", bucket, key), _refused_if_taken(config, bucket, key):
+    with translated(config, "upload", bucket, key), refused_if_taken(config, bucket, key):
         client.put_object(
             Bucket=bucket, Key=key, Body=b"", IfNoneMatch="*", Metadata=RESERVATION_METADATA
         )

@@ -18,7 +18,7 @@ from dual_storage_app.testing.pair import EXTERNAL_SECRET, INTERNAL_SECRET
 from dual_storage_app.testing.server import LocalS3Server
 from tests.helpers import real_settings, run, run_json
 
-pytestmark = pytest.mark.real_s3
+pytestmark = [pytest.mark.real_s3, pytest.mark.django_db]
 
 
 def start_upload(client: DualStorageClient, kind: str, key: str) -> str:

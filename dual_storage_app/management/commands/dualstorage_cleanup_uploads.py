@@ -3,6 +3,11 @@
 A multipart upload that never completes (the process or the server died mid-transfer,
 so s3transfer could not abort it) keeps its parts on the server, invisible to
 ``list_objects`` and billed on R2/S3, until someone aborts it. Run this from cron.
+
+Browser uploads (:mod:`dual_storage_app.uploads`) are the exception while their session
+lives: they are kept until the session expires, whatever their age, and then aborted
+with it. The command also runs the read-back check of a completed browser upload whose
+check never finished (its process died), so no dataset stays "verifying".
 """
 
 from __future__ import annotations
@@ -22,6 +27,9 @@ from dual_storage_app.management._common import (
     store_and_bucket,
 )
 from dual_storage_app.store import MultipartUpload, Store
+from dual_storage_app.uploads.checking import check_unfinished
+from dual_storage_app.uploads.service import abort_expired
+from dual_storage_app.uploads.session import UploadSession
 
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 _DURATION = re.compile(r"^\s*(\d+)\s*([smhd]?)\s*$", re.IGNORECASE)
@@ -84,8 +92,10 @@ def abort(store: Store, upload: dict[str, Any]) -> str:
 class Command(StorageCommand):
     help = (
         "List incomplete multipart uploads in every configured bucket of both stores and "
-        "abort those older than --older-than (default 24h). Reports store, bucket, key, "
-        "upload id and age. Exits non-zero if a store cannot be listed or an abort fails."
+        "abort those older than --older-than (default 24h); a browser upload is kept until "
+        "its session expires. Reports store, bucket, key, upload id and age, and checks "
+        "completed browser uploads whose check never finished. Exits non-zero if a store "
+        "cannot be listed or an abort fails."
     )
 
     def add_arguments(self, parser: CommandParser) -> None:
@@ -108,6 +118,12 @@ class Command(StorageCommand):
         now = datetime.now(timezone.utc)
         uploads: list[dict[str, Any]] = []
         failures: list[str] = []
+        expired = [str(session.pk) for session in abort_expired(dry_run=dry_run)]
+        resumable = dict(
+            UploadSession.objects.filter(
+                state=UploadSession.State.ACTIVE, expires_at__gt=now
+            ).values_list("upload_id", "expires_at")
+        )
         for (_, bucket), store in targets.items():
             try:
                 found = stale_uploads(store, bucket, now)
@@ -116,7 +132,10 @@ class Command(StorageCommand):
                 continue
             for upload in found:
                 age = upload["age_seconds"]
-                if age is not None and age < older_than:
+                if upload["upload_id"] in resumable:
+                    upload["action"] = "kept"
+                    upload["resumable_until"] = resumable[upload["upload_id"]].isoformat()
+                elif age is not None and age < older_than:
                     upload["action"] = "kept"
                 elif dry_run:
                     upload["action"] = "would abort"
@@ -127,24 +146,35 @@ class Command(StorageCommand):
                         upload["action"] = "failed"
                         failures.append(without_secrets(str(exc)))
                 uploads.append(upload)
+        checked = {} if dry_run else check_unfinished()
+        lines = [*map(self._line, uploads), self._summary(uploads, dry_run, older_than)]
+        if expired:
+            verb = "would abort" if dry_run else "aborted"
+            lines.append(f"Browser upload sessions expired ({verb}): {len(expired)}.")
+        if checked:
+            lines.append(f"Browser uploads checked: {checked}.")
         self.emit(
             {
                 "dry_run": dry_run,
                 "older_than_seconds": older_than,
                 "uploads": uploads,
                 "aborted": sum(u["action"] == "aborted" for u in uploads),
+                "expired_sessions": expired,
+                "checked": checked,
                 "errors": failures,
             },
-            [*map(self._line, uploads), self._summary(uploads, dry_run, older_than)],
+            lines,
         )
         if failures:
             raise CommandError(f"{len(failures)} store operation(s) failed: " + " ".join(failures))
 
     def _line(self, upload: dict[str, Any]) -> str:
         age = "?" if upload["age_seconds"] is None else human_age(upload["age_seconds"])
+        until = upload.get("resumable_until")
+        note = f"  (browser upload, resumable until {until})" if until else ""
         return (
             f"{upload['action']:<11}  {upload['store']:<8}  {upload['bucket']}  {upload['key']}"
-            f"  upload {upload['upload_id']}  age {age}"
+            f"  upload {upload['upload_id']}  age {age}{note}"
         )
 
     def _summary(self, uploads: list[dict[str, Any]], dry_run: bool, older_than: int) -> str:

@@ -1,0 +1,154 @@
+"""The server's one read of a completed browser upload.
+
+Until it has run, the ``Dataset`` row is "verifying" with no SHA-256. The read computes
+the object's SHA-256 (which is ``sha256sum`` of the user's file when every part arrived
+intact) and, at each part boundary, the part's SHA-256, compared with the checksum its
+URL was signed for: any difference, or a size that is not the file's, marks the row
+"corrupt". The check runs in a thread of the process that completed the upload, under a
+lease on the session; a check that never finished (the process died) is run again by
+``manage.py dualstorage_cleanup_uploads``.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import logging
+import threading
+from datetime import timedelta
+from typing import Any
+
+from django.db import connections
+from django.db.models import Q
+from django.utils import timezone
+
+from ..client import dual_storage
+from ..exceptions import DualStorageError
+from ..models import Dataset
+from ..store import Store
+from ..store.integrity import record_sha256
+from ..store.multipart import part_ranges
+from .session import UploadSession
+
+logger = logging.getLogger(__name__)
+
+MIN_LEASE = timedelta(minutes=10)
+SLOWEST_READ = 10 * 1024 * 1024  # bytes per second a lease allows for, at the least
+
+
+def _digest(hasher: Any) -> str:
+    return base64.b64encode(hasher.digest()).decode("ascii")
+
+
+def read_parts(store: Store, session: UploadSession, etag: str) -> tuple[str, int, list[int]]:
+    """Read the object once: its SHA-256 (hex), its size, and the numbers of the parts
+    whose bytes do not hash to the checksum they were signed for (or never arrived)."""
+    ranges = list(part_ranges(session.size, session.part_size))
+    whole, part = hashlib.sha256(), hashlib.sha256()
+    index, left, size = 0, ranges[0][2], 0
+    bad: list[int] = []
+
+    def finish_part() -> None:
+        nonlocal index, left, part
+        if _digest(part) != session.checksum_of(ranges[index][0]):
+            bad.append(ranges[index][0])
+        index, part = index + 1, hashlib.sha256()
+        left = ranges[index][2] if index < len(ranges) else 0
+
+    stream = store.open_stream(session.bucket, session.key, if_match=etag or None)
+    try:
+        for chunk in stream:
+            whole.update(chunk)
+            size += len(chunk)
+            view = memoryview(chunk)
+            while view and index < len(ranges):
+                take = min(left, len(view))
+                part.update(view[:take])
+                view, left = view[take:], left - take
+                if left == 0:
+                    finish_part()
+    finally:
+        stream.close()
+    if index < len(ranges) and left == 0:  # an empty file's one empty part
+        finish_part()
+    bad += [number for number, _, _ in ranges[index:]]  # the object ended early
+    return whole.hexdigest(), size, bad
+
+
+def check_upload(session_id: Any) -> str | None:
+    """Check a completed upload if no one else is: record its SHA-256 and mark its row
+    "ready", or "corrupt". The new status, or ``None`` when there was nothing to do (or
+    the store could not be read; the lease then lapses and a later run tries again)."""
+    session = (
+        UploadSession.objects.filter(pk=session_id, state=UploadSession.State.COMPLETED)
+        .select_related("dataset")
+        .first()
+    )
+    dataset = session.dataset if session is not None else None
+    if session is None or dataset is None or dataset.status != Dataset.Status.VERIFYING:
+        return None
+    now = timezone.now()
+    lease = now + max(MIN_LEASE, timedelta(seconds=session.size / SLOWEST_READ))
+    claimed = (
+        UploadSession.objects.filter(pk=session.pk)
+        .filter(Q(check_lease__isnull=True) | Q(check_lease__lt=now))
+        .update(check_lease=lease)
+    )
+    if not claimed:
+        return None
+    store, _ = dual_storage.locate("datasets")
+    try:
+        sha256, size, bad = read_parts(store, session, dataset.etag)
+    except DualStorageError as exc:
+        logger.error("Could not check the upload of %s: %s", session.key, exc)
+        return None
+    status = Dataset.Status.READY
+    if bad or size != session.size:
+        status = Dataset.Status.CORRUPT
+        logger.error(
+            "The upload of %s/%s is corrupt: %s bytes stored for %s sent; parts not as signed: %s.",
+            session.bucket,
+            session.key,
+            size,
+            session.size,
+            bad[:20],
+        )
+    else:
+        try:
+            record_sha256(store.client, store.config, session.bucket, session.key, sha256)
+        except DualStorageError as exc:  # downloads still check against the row's hash
+            logger.warning("Could not tag %s with its SHA-256: %s", session.key, exc)
+    Dataset.objects.filter(pk=dataset.pk, status=Dataset.Status.VERIFYING).update(
+        sha256=sha256, status=status, updated_at=timezone.now()
+    )
+    return str(status)
+
+
+def _check_and_close(session_id: Any) -> None:
+    try:
+        check_upload(session_id)
+    except Exception:  # a thread's failure would otherwise go to stderr only
+        logger.exception("The check of upload %s failed", session_id)
+    finally:
+        connections.close_all()
+
+
+def check_in_background(session_id: Any) -> None:
+    """Run :func:`check_upload` in a daemon thread (called after the commit)."""
+    threading.Thread(
+        target=_check_and_close, args=(session_id,), name="dual-storage-upload-check", daemon=True
+    ).start()
+
+
+def check_unfinished() -> dict[str, int]:
+    """Run every check that is due and not held (a process died during it, or never
+    started it); how many ended in each status."""
+    counts: dict[str, int] = {}
+    due = UploadSession.objects.filter(
+        state=UploadSession.State.COMPLETED, dataset__status=Dataset.Status.VERIFYING
+    ).filter(Q(check_lease__isnull=True) | Q(check_lease__lt=timezone.now()))
+    for session_id in due.values_list("pk", flat=True):
+        status = check_upload(session_id)
+        if status is not None:
+            counts[status] = counts.get(status, 0) + 1
+    return counts
