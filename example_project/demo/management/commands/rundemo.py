@@ -30,6 +30,7 @@ from django.core.files.base import ContentFile
 from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
+from dual_storage_app import cors
 from dual_storage_app.client import dual_storage
 from dual_storage_app.exceptions import DualStorageError, ObjectNotFound
 from dual_storage_app.management.commands.dualstorage_localserver import embedded_server
@@ -94,6 +95,7 @@ class Command(BaseCommand):
             try:
                 for bucket, was_created in dual_storage.create_buckets().items():
                     self.stdout.write(f"bucket {bucket}: {'created' if was_created else 'exists'}")
+                self._allow_browser_uploads(addrport)
                 self._seed(admin)
             except DualStorageError as exc:
                 raise CommandError(str(exc)) from exc
@@ -130,6 +132,14 @@ class Command(BaseCommand):
             raise CommandError(str(exc)) from exc
         stack.callback(server.stop)
         self.stdout.write(self.style.SUCCESS(f"S3 server ready, data in {server.data_dir}"))
+
+    def _allow_browser_uploads(self, addrport: str) -> None:
+        """The CORS rule on the external datasets bucket for the demo site's origins, so
+        pages served by runserver may upload and read datasets with presigned URLs."""
+        origins = demo_origins(addrport)
+        store, bucket = dual_storage.locate("datasets")
+        change = cors.set_rule(store, bucket, origins)
+        self.stdout.write(f"CORS {bucket}: {change.action} for {', '.join(origins)}")
 
     def _seed(self, admin: AbstractBaseUser) -> None:
         """One row of each artifact kind, uploaded through the models, for each kind
@@ -212,6 +222,18 @@ class Command(BaseCommand):
             username=ADMIN_USERNAME, email="", password=ADMIN_PASSWORD
         )
         return user, True
+
+
+def demo_origins(addrport: str) -> list[str]:
+    """The origins a browser has on runserver's ``addrport`` (``8000``,
+    ``127.0.0.1:8000``, ``0.0.0.0:8000``, ``[::1]:8000``, ``host:8000``): localhost and
+    127.0.0.1 on its port, and the named host when it is another one."""
+    host, _, port = addrport.rpartition(":")
+    host = host.strip("[]")
+    names = ["localhost", "127.0.0.1"]
+    if host and host not in (*names, "0.0.0.0", "::"):  # noqa: S104 - not a bind
+        names.append(f"[{host}]" if ":" in host else host)
+    return cors.validate_origins((f"http://{name}:{port}" for name in names), source="addrport")
 
 
 def _title(schema: bytes) -> str | None:
