@@ -31,9 +31,11 @@ from .exceptions import (
     InvalidArgument,
     InvalidKey,
 )
+from .folder_download import download_folder
 from .keys import segment_problem, validate_key
 from .kinds import KINDS, ArtifactKind, StoreName
 from .links import issue
+from .manifests import is_manifest
 from .store import ObjectInfo, Store, TransferResult
 from .store.schema_cache import schema_cache
 
@@ -216,7 +218,12 @@ class DualStorageClient:
         return self._recorded("datasets", store, store.upload(bucket, dataset_key, file_obj))
 
     def download_dataset(self, dataset_key: str, dest_path: Path | str) -> TransferResult:
+        """Download a dataset to ``dest_path``, verified. A folder dataset (its key is its
+        manifest, ``....manifest.json``) goes into the directory ``dest_path``: every
+        file in parallel, each checked against the manifest's SHA-256."""
         store, bucket = self.locate("datasets")
+        if is_manifest(dataset_key):
+            return download_folder(store, bucket, dataset_key, Path(dest_path))
         return store.download(bucket, dataset_key, Path(dest_path))
 
     def generate_dataset_presigned_url(

@@ -39,12 +39,14 @@ from .exceptions import (
 )
 from .keys import segment_problem, validate_segment
 from .kinds import REGISTRY, ArtifactKind, StoreName
+from .manifests import folder_prefix
 from .moving.journal import MigrationEntry as MigrationEntry  # the migration journal
 from .storages import checkpoints_storage, datasets_storage, schemas_storage, weights_storage
 from .store import Store
 from .store.schema_cache import schema_cache
 from .store.transfer import guess_content_type
-from .uploads.session import UploadSession as UploadSession  # browser uploads
+from .uploads.session import UploadedFile as UploadedFile  # browser uploads
+from .uploads.session import UploadSession as UploadSession
 
 logger = logging.getLogger(__name__)
 
@@ -388,9 +390,48 @@ class Dataset(Artifact):
         editable=False,
         help_text="A browser upload is 'verifying' until the server has read it back once.",
     )
+    file_count = models.PositiveIntegerField(
+        default=0,
+        editable=False,
+        help_text="0: the dataset is one object. N: a folder of N files under "
+        "folder_prefix, listed in its manifest (the dataset's own object).",
+    )
 
     class Meta(Artifact.Meta):
         constraints = (models.UniqueConstraint(fields=("file",), name="dual_storage_dataset_key"),)
+
+    @property
+    def is_folder(self) -> bool:
+        return self.file_count > 0
+
+    @property
+    def folder_prefix(self) -> str:
+        """Where a folder dataset's files are: ``datasets/<id>/<name>/`` beside the
+        manifest ``datasets/<id>/<name>.manifest.json`` (empty for a single object)."""
+        return folder_prefix(self.key) if self.is_folder else ""
+
+
+class DatasetFile(models.Model):
+    """One file of a folder dataset, as its manifest lists it (paged by ``path``)."""
+
+    dataset = models.ForeignKey(Dataset, on_delete=models.CASCADE, related_name="files")
+    path = models.CharField(max_length=1024, help_text="Relative to the folder.")
+    size = models.PositiveBigIntegerField()
+    sha256 = models.CharField("SHA-256", max_length=64)
+
+    class Meta:
+        verbose_name = "dataset file"
+        ordering = ("dataset", "path")
+        constraints = (
+            models.UniqueConstraint(fields=("dataset", "path"), name="dual_storage_dataset_path"),
+        )
+
+    def __str__(self) -> str:
+        return self.path
+
+    @property
+    def key(self) -> str:
+        return self.dataset.folder_prefix + self.path
 
 
 _BY_NAME: dict[str, type[Artifact]] = {
@@ -408,8 +449,19 @@ def _delete_object_after_commit(sender: type, instance: object, using: str, **kw
         return
     store, bucket = dual_storage.locate(instance.kind)
     delete_on_commit(store, bucket, instance.key, using=using)
+    if isinstance(instance, Dataset) and instance.is_folder:
+        prefix = instance.folder_prefix
+        transaction.on_commit(
+            partial(_delete_folder, store, instance.bucket or bucket, prefix), using=using
+        )
     if isinstance(instance, ConfigSchema):
         _unpublish_schema_on_commit(instance.framework, using)
+
+
+def _delete_folder(store: Store, bucket: str, prefix: str) -> None:
+    """Delete every object under a deleted folder dataset's prefix (after the commit)."""
+    for found in store.list(bucket, prefix):
+        delete_quietly(store, bucket, found.key)
 
 
 class RetentionPolicy(models.Model):

@@ -26,11 +26,12 @@ from django.http import (
     HttpResponseBase,
     HttpResponseNotFound,
     HttpResponseRedirect,
+    JsonResponse,
 )
 from django.shortcuts import get_object_or_404
 from django.urls import NoReverseMatch, reverse
 from django.utils.cache import patch_cache_control
-from django.utils.http import url_has_allowed_host_and_scheme
+from django.utils.http import url_has_allowed_host_and_scheme, urlencode
 from django.views.decorators.http import require_GET, require_http_methods
 
 from ._download_response import artifact_response
@@ -47,6 +48,8 @@ INTERNAL_MODELS: dict[str, type[Artifact]] = {
     kind: ARTIFACT_MODELS[kind] for kind in kinds_on("internal")
 }
 DEFAULT_LINK_SECONDS = 3600
+MAX_LINK_SECONDS = 7 * 24 * 3600  # SigV4's limit
+FILES_PAGE = 1000  # files, and presigned links, in one page of a folder dataset
 
 View = Callable[..., HttpResponseBase]
 
@@ -148,6 +151,9 @@ def dataset_link(request: HttpRequest, pk: int) -> HttpResponseBase:
             content_type="text/plain",
         )
     dataset = get_object_or_404(Dataset, pk=pk)
+    unusable = not_servable(dataset)
+    if unusable:
+        return HttpResponse(unusable, status=409, content_type="text/plain")
     try:
         store, bucket = dataset.location()
         url = issue_to_request(
@@ -164,5 +170,86 @@ def dataset_link(request: HttpRequest, pk: int) -> HttpResponseBase:
         return _storage_failure(exc, dataset)
     response = HttpResponseRedirect(url)
     # The link is a bearer credential: no shared cache may keep it, no browser store it.
+    patch_cache_control(response, private=True, no_store=True)
+    return response
+
+
+def not_servable(dataset: Dataset) -> str | None:
+    """Why no link to ``dataset`` may be handed out now (bytes not yet read back, or
+    not the ones sent), or ``None``."""
+    if dataset.status == Dataset.Status.VERIFYING:
+        return f"{dataset} is still being verified; its SHA-256 is not known yet. Try again soon."
+    if dataset.status == Dataset.Status.CORRUPT:
+        return f"{dataset} is corrupt: the stored bytes are not the ones uploaded."
+    return None
+
+
+def _whole_number_in(request: HttpRequest, name: str, default: int, low: int, high: int) -> int:
+    raw = request.GET.get(name, str(default))
+    try:
+        value = int(raw)
+    except ValueError:
+        value = low - 1
+    if not low <= value <= high:
+        raise InvalidArgument(f"{name} must be a whole number from {low} to {high}, not {raw!r}.")
+    return value
+
+
+@require_GET
+@_signed_in
+def dataset_files(request: HttpRequest, pk: int) -> HttpResponseBase:
+    """A page of a folder dataset's files with a presigned GET URL each, in path order:
+    ``?after=<path>`` continues after a path, ``?limit=`` (1 to 1,000, default 1,000),
+    ``?expires=`` seconds (default 1 h). ``next`` is the next page's URL, or null."""
+    _require_view_permission(request, Dataset)
+    dataset = get_object_or_404(Dataset, pk=pk)
+    try:
+        limit = _whole_number_in(request, "limit", FILES_PAGE, 1, FILES_PAGE)
+        expires = validate_expiry(
+            _whole_number_in(request, "expires", DEFAULT_LINK_SECONDS, 1, 604800)
+        )
+    except InvalidArgument as exc:
+        return JsonResponse({"error": str(exc)}, status=400)
+    if not dataset.is_folder:
+        return JsonResponse(
+            {"error": f"{dataset} is one object, not a folder: use its link."}, status=400
+        )
+    unusable = not_servable(dataset)
+    if unusable:
+        return JsonResponse({"error": unusable}, status=409)
+    after = request.GET.get("after", "")
+    rows = list(dataset.files.filter(path__gt=after).order_by("path")[: limit + 1])
+    more, rows = len(rows) > limit, rows[:limit]
+    try:
+        store, bucket = dataset.location()
+        prefix = dataset.folder_prefix
+        files = [
+            {
+                "path": row.path,
+                "size": row.size,
+                "sha256": row.sha256,
+                "url": issue_to_request(
+                    request,
+                    "view",
+                    store,
+                    bucket,
+                    prefix + row.path,
+                    expires,
+                    dataset_id=dataset.pk,
+                    batched=True,
+                    record=dual_storage.config.link_audit,
+                ),
+            }
+            for row in rows
+        ]
+    except (DualStorageError, ConfigurationError) as exc:
+        return JsonResponse({"error": dataset.describe_failure(exc)}, status=502)
+    following = None
+    if more:
+        query = urlencode({"after": rows[-1].path, "limit": str(limit), "expires": str(expires)})
+        following = f"{request.path}?{query}"
+    response = JsonResponse(
+        {"dataset": dataset.pk, "file_count": dataset.file_count, "files": files, "next": following}
+    )
     patch_cache_control(response, private=True, no_store=True)
     return response

@@ -100,6 +100,28 @@ def sign_part(
     return SignedPart(number=number, url=url, headers=headers)
 
 
+def sign_put(
+    store: Store, bucket: str, key: str, sha256: str, content_type: str, expires: int
+) -> SignedPart:
+    """A presigned ``PutObject`` of a whole small file: it creates ``key`` only if it is
+    free (``If-None-Match: *``) and, where the provider checks, only with those bytes."""
+    arguments: dict[str, Any] = {
+        "Bucket": bucket,
+        "Key": key,
+        "ContentType": content_type,
+        "IfNoneMatch": "*",
+    }
+    headers = {"Content-Type": content_type, "If-None-Match": "*"}
+    if store.config.provider.part_checksums:
+        arguments["ChecksumSHA256"] = sha256
+        headers[CHECKSUM_HEADER] = sha256
+    with translated(store.config, "presign an upload", bucket, key):
+        url = store.presigning_client().generate_presigned_url(
+            "put_object", Params=arguments, ExpiresIn=expires
+        )
+    return SignedPart(number=1, url=url, headers=headers)
+
+
 def stored_parts(store: Store, bucket: str, key: str, upload_id: str) -> list[StoredPart]:
     """Every part the store holds for the upload, in part-number order."""
     found: list[StoredPart] = []

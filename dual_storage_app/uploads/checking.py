@@ -15,23 +15,27 @@ import base64
 import hashlib
 import logging
 import threading
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 from typing import Any
 
-from django.db import connections
+from django.db import connections, transaction
 from django.db.models import Q
 from django.utils import timezone
 
 from ..client import dual_storage
-from ..exceptions import DualStorageError
-from ..models import Dataset
+from ..exceptions import DualStorageError, ObjectExists
+from ..manifests import ManifestEntry, manifest_bytes
+from ..models import Dataset, DatasetFile
 from ..store import Store
 from ..store.integrity import record_sha256
 from ..store.multipart import part_ranges
-from .session import UploadSession
+from .session import UploadedFile, UploadSession
 
 logger = logging.getLogger(__name__)
 
+FOLDER_READERS = 8  # files of a folder read at once
 MIN_LEASE = timedelta(minutes=10)
 SLOWEST_READ = 10 * 1024 * 1024  # bytes per second a lease allows for, at the least
 
@@ -40,26 +44,34 @@ def _digest(hasher: Any) -> str:
     return base64.b64encode(hasher.digest()).decode("ascii")
 
 
-def read_parts(store: Store, session: UploadSession, etag: str) -> tuple[str, int, list[int]]:
-    """Read the object once: its SHA-256 (hex), its size, and the numbers of the parts
-    whose bytes do not hash to the checksum they were signed for (or never arrived)."""
-    ranges = list(part_ranges(session.size, session.part_size))
+def read_parts(
+    store: Store,
+    bucket: str,
+    key: str,
+    etag: str,
+    size: int,
+    part_size: int,
+    checksum_of: Callable[[int], str | None],
+) -> tuple[str, int, list[int]]:
+    """Read the object once: its SHA-256 (hex), the bytes read, and the numbers of the
+    parts whose bytes do not hash to the checksum they were signed for (or never came)."""
+    ranges = list(part_ranges(size, part_size))
     whole, part = hashlib.sha256(), hashlib.sha256()
-    index, left, size = 0, ranges[0][2], 0
+    index, left, read = 0, ranges[0][2], 0
     bad: list[int] = []
 
     def finish_part() -> None:
         nonlocal index, left, part
-        if _digest(part) != session.checksum_of(ranges[index][0]):
+        if _digest(part) != checksum_of(ranges[index][0]):
             bad.append(ranges[index][0])
         index, part = index + 1, hashlib.sha256()
         left = ranges[index][2] if index < len(ranges) else 0
 
-    stream = store.open_stream(session.bucket, session.key, if_match=etag or None)
+    stream = store.open_stream(bucket, key, if_match=etag or None)
     try:
         for chunk in stream:
             whole.update(chunk)
-            size += len(chunk)
+            read += len(chunk)
             view = memoryview(chunk)
             while view and index < len(ranges):
                 take = min(left, len(view))
@@ -72,7 +84,7 @@ def read_parts(store: Store, session: UploadSession, etag: str) -> tuple[str, in
     if index < len(ranges) and left == 0:  # an empty file's one empty part
         finish_part()
     bad += [number for number, _, _ in ranges[index:]]  # the object ended early
-    return whole.hexdigest(), size, bad
+    return whole.hexdigest(), read, bad
 
 
 def check_upload(session_id: Any) -> str | None:
@@ -97,31 +109,100 @@ def check_upload(session_id: Any) -> str | None:
     if not claimed:
         return None
     store, _ = dual_storage.locate("datasets")
+    check = _check_folder if session.kind == UploadSession.Kind.FOLDER else _check_file
     try:
-        sha256, size, bad = read_parts(store, session, dataset.etag)
+        sha256, problems = check(store, session, dataset)
     except DualStorageError as exc:
         logger.error("Could not check the upload of %s: %s", session.key, exc)
         return None
-    status = Dataset.Status.READY
-    if bad or size != session.size:
-        status = Dataset.Status.CORRUPT
+    status = Dataset.Status.CORRUPT if problems else Dataset.Status.READY
+    if problems:
         logger.error(
-            "The upload of %s/%s is corrupt: %s bytes stored for %s sent; parts not as signed: %s.",
+            "The upload of %s/%s is corrupt: %s.",
             session.bucket,
             session.key,
-            size,
-            session.size,
-            bad[:20],
+            "; ".join(problems[:20]),
         )
-    else:
-        try:
-            record_sha256(store.client, store.config, session.bucket, session.key, sha256)
-        except DualStorageError as exc:  # downloads still check against the row's hash
-            logger.warning("Could not tag %s with its SHA-256: %s", session.key, exc)
     Dataset.objects.filter(pk=dataset.pk, status=Dataset.Status.VERIFYING).update(
         sha256=sha256, status=status, updated_at=timezone.now()
     )
     return str(status)
+
+
+def _not_as_sent(path: str, size: int, read: int, bad: list[int]) -> list[str]:
+    problems = [f"{path}: {read:,} bytes stored for {size:,} sent"] if read != size else []
+    if bad:
+        problems.append(f"{path}: parts {bad[:20]} are not the bytes signed for")
+    return problems
+
+
+def _tag(store: Store, bucket: str, key: str, sha256: str) -> None:
+    try:
+        record_sha256(store.client, store.config, bucket, key, sha256)
+    except DualStorageError as exc:  # downloads still check against the row's hash
+        logger.warning("Could not tag %s with its SHA-256: %s", key, exc)
+
+
+def _check_file(store: Store, session: UploadSession, dataset: Dataset) -> tuple[str, list[str]]:
+    sha256, read, bad = read_parts(
+        store,
+        session.bucket,
+        session.key,
+        dataset.etag,
+        session.size,
+        session.part_size,
+        session.checksum_of,
+    )
+    problems = _not_as_sent(session.key, session.size, read, bad)
+    if not problems:
+        _tag(store, session.bucket, session.key, sha256)
+    return sha256, problems
+
+
+def _check_one_file(store: Store, session: UploadSession, upload: UploadedFile) -> list[str]:
+    key = f"{session.key}/{upload.path}"
+    sha256, read, bad = read_parts(
+        store, session.bucket, key, "", upload.size, session.part_size, upload.checksum_of
+    )
+    upload.sha256 = sha256
+    problems = _not_as_sent(upload.path, upload.size, read, bad)
+    if not problems and upload.is_multipart:  # a small file's PUT was checked whole
+        _tag(store, session.bucket, key, sha256)
+    return problems
+
+
+def _check_folder(store: Store, session: UploadSession, dataset: Dataset) -> tuple[str, list[str]]:
+    """Read every file (in parallel), then write the manifest beside them and record
+    its files; the dataset's SHA-256 is the manifest's."""
+    files = list(session.files.all())
+    problems: list[str] = []
+    with ThreadPoolExecutor(FOLDER_READERS, thread_name_prefix="dual-storage-check") as pool:
+        for found in pool.map(lambda upload: _check_one_file(store, session, upload), files):
+            problems += found
+    UploadedFile.objects.bulk_update(files, ["sha256"], batch_size=1000)
+    manifest = manifest_bytes(
+        session.file_name, [ManifestEntry(f.path, f.size, f.sha256) for f in files]
+    )
+    if problems:
+        return hashlib.sha256(manifest).hexdigest(), problems
+    try:
+        etag = store.put_bytes(session.bucket, dataset.key, manifest).etag
+    except ObjectExists:  # a check that died after writing it: it must be this one
+        stored = store.get_bytes(session.bucket, dataset.key)
+        if stored != manifest:
+            return hashlib.sha256(stored).hexdigest(), ["the manifest's key holds other bytes"]
+        etag = store.head(session.bucket, dataset.key).etag
+    with transaction.atomic():
+        Dataset.objects.filter(pk=dataset.pk).update(etag=etag.strip('"'))
+        DatasetFile.objects.filter(dataset=dataset).delete()
+        DatasetFile.objects.bulk_create(
+            [
+                DatasetFile(dataset=dataset, path=f.path, size=f.size, sha256=f.sha256)
+                for f in files
+            ],
+            batch_size=1000,
+        )
+    return hashlib.sha256(manifest).hexdigest(), []
 
 
 def _check_and_close(session_id: Any) -> None:
@@ -138,6 +219,11 @@ def check_in_background(session_id: Any) -> None:
     threading.Thread(
         target=_check_and_close, args=(session_id,), name="dual-storage-upload-check", daemon=True
     ).start()
+
+
+def check_later(session_id: Any) -> Callable[[], None]:
+    """The ``on_commit`` callback that starts the check of a just-completed upload."""
+    return lambda: check_in_background(session_id)
 
 
 def check_unfinished() -> dict[str, int]:

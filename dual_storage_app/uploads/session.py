@@ -17,6 +17,13 @@ from django.utils import timezone
 
 
 class UploadSession(models.Model):
+    """One file (``key`` is its object) or one folder (``key`` is the folder's prefix,
+    its files are :class:`UploadedFile` rows; ``size`` is their total)."""
+
+    class Kind(models.TextChoices):
+        FILE = "file", "file"
+        FOLDER = "folder", "folder"
+
     class State(models.TextChoices):
         ACTIVE = "active", "uploading"
         COMPLETED = "completed", "completed"
@@ -24,6 +31,7 @@ class UploadSession(models.Model):
         EXPIRED = "expired", "expired (aborted by the cleanup)"
 
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    kind = models.CharField(max_length=8, choices=Kind.choices, default=Kind.FILE)
     user = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+"
     )
@@ -34,11 +42,14 @@ class UploadSession(models.Model):
         default=0, help_text="The file's lastModified in the browser (ms), to resume it."
     )
     description = models.TextField(blank=True)
+    fingerprint = models.CharField(
+        max_length=64, blank=True, help_text="A folder: the SHA-256 of its file list, to resume it."
+    )
     bucket = models.CharField(max_length=63)
     key = models.CharField(max_length=1024)
-    upload_id = models.CharField(max_length=1024)
+    upload_id = models.CharField(max_length=1024, blank=True)
     part_size = models.PositiveBigIntegerField()
-    part_count = models.PositiveIntegerField()
+    part_count = models.PositiveIntegerField(help_text="A folder: how many files.")
     checksums = models.JSONField(
         default=dict, blank=True, help_text="Part number -> the SHA-256 (base64) it was signed for."
     )
@@ -69,5 +80,39 @@ class UploadSession(models.Model):
 
     def checksum_of(self, number: int) -> str | None:
         """The SHA-256 (base64) part ``number`` was signed for, if it was."""
+        value: Any = self.checksums.get(str(number))
+        return str(value) if value else None
+
+
+class UploadedFile(models.Model):
+    """One file of a folder upload: one presigned ``PUT`` when it fits in a part, else a
+    multipart upload of its own (``upload_id``)."""
+
+    session = models.ForeignKey(UploadSession, on_delete=models.CASCADE, related_name="files")
+    index = models.PositiveIntegerField()
+    path = models.CharField(max_length=1024, help_text="Relative to the folder.")
+    size = models.PositiveBigIntegerField()
+    part_count = models.PositiveIntegerField()
+    upload_id = models.CharField(max_length=1024, blank=True)
+    checksums = models.JSONField(
+        default=dict, blank=True, help_text="Part number -> the SHA-256 (base64) it was signed for."
+    )
+    sha256 = models.CharField("SHA-256", max_length=64, blank=True)
+
+    class Meta:
+        app_label = "dual_storage_app"
+        ordering = ("session", "index")
+        constraints = (
+            models.UniqueConstraint(fields=("session", "index"), name="dual_storage_upload_index"),
+        )
+
+    def __str__(self) -> str:
+        return self.path
+
+    @property
+    def is_multipart(self) -> bool:
+        return self.part_count > 1
+
+    def checksum_of(self, number: int) -> str | None:
         value: Any = self.checksums.get(str(number))
         return str(value) if value else None

@@ -1,9 +1,10 @@
 """The JSON views of browser uploads (mounted by ``dual_storage_app.urls`` under
-``uploads/``): start, sign, parts, complete, abort, and the session's state.
+``uploads/``): start a file or a folder, sign, parts, complete, abort, and the state.
 
 Each needs a signed-in user with ``add_dataset``, and each POST Django's CSRF token (the
-browser sends it as ``X-CSRFToken``; checked here even without the CSRF middleware); a session is visible to its own user only. Answers are JSON;
-a refusal is ``{"error": "..."}`` with its status. No answer names the internal store.
+browser sends it as ``X-CSRFToken``; checked here even without the CSRF middleware). A
+session is visible to its own user only. Answers are JSON; a refusal is
+``{"error": "..."}`` with its status. No answer names the internal store.
 """
 
 from __future__ import annotations
@@ -23,9 +24,10 @@ from django.views.decorators.http import require_GET, require_POST
 
 from ..exceptions import ConfigurationError, DualStorageError
 from ..models import Dataset
-from . import service
+from . import folders, service
+from .cancelling import cancel
 from .limits import upload_limits
-from .service import UploadRefused
+from .refusals import UploadRefused
 from .session import UploadSession
 
 logger = logging.getLogger(__name__)
@@ -111,6 +113,7 @@ def _dataset(dataset: Dataset | None) -> dict[str, Any] | None:
 def _session(session: UploadSession) -> dict[str, Any]:
     return {
         "id": str(session.pk),
+        "kind": session.kind,
         "state": session.state,
         "name": session.file_name,
         "key": session.key,
@@ -132,6 +135,14 @@ def start(request: HttpRequest, body: dict[str, Any]) -> JsonResponse:
     return JsonResponse({**_session(session), "resumed": resumed}, status=200 if resumed else 201)
 
 
+@require_POST
+@csrf_protect  # even where a project left the CSRF middleware out
+@_json_view
+def start_folder(request: HttpRequest, body: dict[str, Any]) -> JsonResponse:
+    session, resumed = folders.start_folder(request.user, body)
+    return JsonResponse({**_session(session), "resumed": resumed}, status=200 if resumed else 201)
+
+
 @require_GET
 @_json_view
 def detail(request: HttpRequest, body: dict[str, Any], session_id: UUID) -> JsonResponse:
@@ -146,6 +157,28 @@ def detail(request: HttpRequest, body: dict[str, Any], session_id: UUID) -> Json
 @_json_view
 def sign(request: HttpRequest, body: dict[str, Any], session_id: UUID) -> JsonResponse:
     session = service.find(request.user, session_id)
+    if session.kind == UploadSession.Kind.FOLDER:
+        signatures, seconds = folders.sign_folder(session, body.get("files"), body.get("parts"))
+        return JsonResponse(
+            {
+                "files": [
+                    {"index": s.index, "url": s.signed.url, "headers": s.signed.headers}
+                    for s in signatures
+                    if s.whole
+                ],
+                "parts": [
+                    {
+                        "file": s.index,
+                        "number": s.signed.number,
+                        "url": s.signed.url,
+                        "headers": s.signed.headers,
+                    }
+                    for s in signatures
+                    if not s.whole
+                ],
+                "expires_in": seconds,
+            }
+        )
     signed, seconds = service.sign(session, body.get("parts"))
     return JsonResponse(
         {
@@ -159,6 +192,14 @@ def sign(request: HttpRequest, body: dict[str, Any], session_id: UUID) -> JsonRe
 @_json_view
 def parts(request: HttpRequest, body: dict[str, Any], session_id: UUID) -> JsonResponse:
     session = service.find(request.user, session_id)
+    if session.kind == UploadSession.Kind.FOLDER:
+        return JsonResponse(
+            {
+                "files": folders.stored_folder(session),
+                "part_size": session.part_size,
+                "file_count": session.part_count,
+            }
+        )
     held = service.stored_parts(session)
     return JsonResponse(
         {
@@ -174,7 +215,10 @@ def parts(request: HttpRequest, body: dict[str, Any], session_id: UUID) -> JsonR
 @_json_view
 def complete(request: HttpRequest, body: dict[str, Any], session_id: UUID) -> JsonResponse:
     session = service.find(request.user, session_id)
-    dataset = service.complete(session, body.get("parts"), user=request.user)
+    if session.kind == UploadSession.Kind.FOLDER:
+        dataset = folders.complete_folder(session, user=request.user)
+    else:
+        dataset = service.complete(session, body.get("parts"), user=request.user)
     return JsonResponse({**_session(session), "dataset": _dataset(dataset)})
 
 
@@ -183,5 +227,5 @@ def complete(request: HttpRequest, body: dict[str, Any], session_id: UUID) -> Js
 @_json_view
 def abort(request: HttpRequest, body: dict[str, Any], session_id: UUID) -> JsonResponse:
     session = service.find(request.user, session_id)
-    service.abort(session)
+    cancel(session)
     return JsonResponse({"id": str(session.pk), "state": session.state})

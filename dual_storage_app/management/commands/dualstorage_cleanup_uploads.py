@@ -27,8 +27,8 @@ from dual_storage_app.management._common import (
     store_and_bucket,
 )
 from dual_storage_app.store import MultipartUpload, Store
+from dual_storage_app.uploads.cancelling import abort_expired
 from dual_storage_app.uploads.checking import check_unfinished
-from dual_storage_app.uploads.service import abort_expired
 from dual_storage_app.uploads.session import UploadSession
 
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}

@@ -1,0 +1,58 @@
+"""Cancelling uploads, by the user or at expiry: nothing they stored is left behind
+(the parts of a multipart upload, the small files a folder upload already put)."""
+
+from __future__ import annotations
+
+import logging
+
+from django.utils import timezone
+
+from ..client import dual_storage
+from ..exceptions import DualStorageError
+from ..store import Store, multipart
+from .folders import abort_folder
+from .refusals import UploadRefused, datasets_location
+from .session import UploadSession
+
+logger = logging.getLogger(__name__)
+
+
+def _drop(store: Store, session: UploadSession) -> None:
+    if session.kind == UploadSession.Kind.FOLDER:
+        abort_folder(store, session)
+    else:
+        multipart.abort(store, session.bucket, session.key, session.upload_id)
+
+
+def cancel(session: UploadSession) -> None:
+    """Cancel the upload; the session is kept as cancelled."""
+    if session.state == UploadSession.State.ABORTED:
+        return
+    if session.state != UploadSession.State.ACTIVE:
+        raise UploadRefused(f"This upload is {session.get_state_display()}.", status=409)
+    store, _ = datasets_location()
+    _drop(store, session)
+    UploadSession.objects.filter(pk=session.pk).update(state=UploadSession.State.ABORTED)
+    session.state = UploadSession.State.ABORTED
+
+
+def abort_expired(*, dry_run: bool = False) -> list[UploadSession]:
+    """Abort every active session past its expiry (their parts are billed storage); the
+    sessions aborted (or that would be, with ``dry_run``)."""
+    expired = list(
+        UploadSession.objects.filter(
+            state=UploadSession.State.ACTIVE, expires_at__lte=timezone.now()
+        )
+    )
+    if dry_run or not expired:
+        return expired
+    store, _ = dual_storage.locate("datasets")
+    for session in expired:
+        try:
+            _drop(store, session)
+        except DualStorageError as exc:
+            logger.error("Could not abort the expired upload of %s: %s", session.key, exc)
+            continue
+        UploadSession.objects.filter(pk=session.pk).update(state=UploadSession.State.EXPIRED)
+        session.state = UploadSession.State.EXPIRED
+    return expired

@@ -1,0 +1,282 @@
+"""Folder datasets on the real servers: a browser (``requests``) uploads a folder of small
+files (presigned ``PUT``s signed in batches) and a large one (multipart); the server
+reads everything back, writes the manifest beside the files and records every file; the
+paged API hands out presigned GETs; ``download_dataset`` fetches and verifies it all.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import pytest
+import requests
+from django.contrib.auth.models import Permission
+from django.test import Client
+from django.urls import reverse
+from pytest_django import Settings as SettingsWrapper
+
+from dual_storage_app.client import DualStorageClient
+from dual_storage_app.exceptions import IntegrityError
+from dual_storage_app.manifests import read_manifest
+from dual_storage_app.models import Dataset, DatasetFile
+from dual_storage_app.uploads.checking import check_upload
+from dual_storage_app.uploads.session import UploadSession
+from tests.browser_uploads import PART, Browser, b64sha, browser_of, multipart_ids, put, stored
+
+pytestmark = [pytest.mark.real_s3, pytest.mark.django_db]
+
+
+@pytest.fixture
+def browser(public_endpoint: str, settings: SettingsWrapper, django_user_model: Any) -> Browser:
+    settings.DUAL_STORAGE_UPLOADS = {"PART_BYTES": PART, "SIGN_BATCH": 25}
+    return browser_of(django_user_model)
+
+
+def a_folder(count: int = 60) -> dict[str, bytes]:
+    """Small files in nested folders (one empty, one with a non-ASCII name) and one
+    file of two and a bit parts."""
+    files = {f"images/{i:03d}.jpg": os.urandom(i * 97) for i in range(count)}
+    files["labels/été.json"] = json.dumps({"cat": 1}).encode()
+    files["big/train.bin"] = os.urandom(2 * PART + 333)
+    return files
+
+
+def start(browser: Browser, files: dict[str, bytes], name: str = "pets") -> dict[str, Any]:
+    status, session = browser.call(
+        reverse("dual_storage_app:upload-start-folder"),
+        {"name": name, "files": [{"path": p, "size": len(d)} for p, d in files.items()]},
+    )
+    assert status in (200, 201), session
+    return session
+
+
+def send(
+    browser: Browser, session: dict[str, Any], files: dict[str, bytes], only: set[str] | None = None
+) -> int:
+    """Sign in batches and ``PUT`` every file (or those in ``only``); how many PUTs."""
+    size = session["part_size"]
+    paths = list(files)
+    whole = [
+        {"index": i, "sha256": b64sha(files[p])}
+        for i, p in enumerate(paths)
+        if len(files[p]) <= size and (only is None or p in only)
+    ]
+    parts = [
+        {"file": i, "number": n, "sha256": b64sha(files[p][(n - 1) * size : n * size])}
+        for i, p in enumerate(paths)
+        if len(files[p]) > size and (only is None or p in only)
+        for n in range(1, -(-len(files[p]) // size) + 1)
+    ]
+    sent = 0
+    for batch_start in range(0, len(whole) + len(parts), 25):
+        chunk = (whole + parts)[batch_start : batch_start + 25]
+        status, signed = browser.call(
+            session["urls"]["sign"],
+            {
+                "files": [e for e in chunk if "index" in e],
+                "parts": [e for e in chunk if "file" in e],
+            },
+        )
+        assert status == 200, signed
+        for entry in signed["files"]:
+            data = files[paths[entry["index"]]]
+            assert put(entry["url"], data, entry["headers"]).status_code == 200
+            sent += 1
+        for entry in signed["parts"]:
+            data = files[paths[entry["file"]]]
+            piece = data[(entry["number"] - 1) * size : entry["number"] * size]
+            assert put(entry["url"], piece, entry["headers"]).status_code == 200
+            sent += 1
+    return sent
+
+
+def test_a_folder_becomes_a_verified_dataset_with_a_manifest(
+    browser: Browser, direct: DualStorageClient, tmp_path: Path, s3_servers: Any
+) -> None:
+    files = a_folder()
+    session = start(browser, files)
+    assert session["kind"] == "folder" and session["part_count"] == len(files)
+    assert send(browser, session, files) == len(files) - 1 + 3  # the big file is 3 parts
+    status, done = browser.call(session["urls"]["complete"], {})
+    assert status == 200, done
+    dataset = Dataset.objects.get(pk=done["dataset"]["id"])
+    assert (dataset.status, dataset.file_count, dataset.size) == (
+        "verifying",
+        len(files),
+        sum(map(len, files.values())),
+    )
+    assert check_upload(session["id"]) == "ready"
+    dataset.refresh_from_db()
+    store, bucket = direct.locate("datasets")
+    manifest = store.get_bytes(bucket, dataset.key)
+    assert dataset.key.endswith(".manifest.json") and dataset.status == "ready"
+    assert dataset.sha256 == hashlib.sha256(manifest).hexdigest()
+    listed = {e.path: (e.size, e.sha256) for e in read_manifest(manifest, dataset.key)}
+    assert listed == {p: (len(d), hashlib.sha256(d).hexdigest()) for p, d in files.items()}
+    rows = {f.path: f.sha256 for f in DatasetFile.objects.filter(dataset=dataset)}
+    assert rows == {p: sha for p, (_, sha) in listed.items()}
+    assert stored(direct, dataset.folder_prefix + "labels/été.json") == files["labels/été.json"]
+    assert not multipart_ids(s3_servers, bucket) & {
+        UploadSession.objects.get(pk=session["id"]).files.get(path="big/train.bin").upload_id
+    }
+
+    # download_dataset: every file, verified against the manifest, under the directory.
+    result = direct.download_dataset(dataset.key, tmp_path / "pets")
+    assert result.size == dataset.size
+    for path, data in files.items():
+        assert (tmp_path / "pets" / path).read_bytes() == data
+    assert not list((tmp_path / "pets").rglob("*.part"))
+
+
+def test_the_files_api_pages_presigned_links(
+    browser: Browser, django_user_model: Any, public_endpoint: str
+) -> None:
+    files = a_folder(count=30)
+    session = start(browser, files)
+    send(browser, session, files)
+    _, done = browser.call(session["urls"]["complete"], {})
+    url = reverse("dual_storage_app:dataset-files", kwargs={"pk": done["dataset"]["id"]})
+    viewer = Client()
+    user = django_user_model.objects.create_user(username="viewer")
+    user.user_permissions.add(Permission.objects.get(codename="view_dataset"))
+    viewer.force_login(user)
+    verifying = viewer.get(url)
+    assert verifying.status_code == 409 and "being verified" in verifying.json()["error"]
+    check_upload(session["id"])
+    seen: dict[str, bytes] = {}
+    page: Any = viewer.get(url, {"limit": 10}).json()
+    pages = 1
+    while True:
+        for entry in page["files"]:
+            assert entry["url"].startswith(f"{public_endpoint}/")
+            answer = requests.get(entry["url"], timeout=30)
+            assert hashlib.sha256(answer.content).hexdigest() == entry["sha256"]
+            assert answer.headers["Content-Disposition"].startswith("attachment")
+            seen[entry["path"]] = answer.content
+        if page["next"] is None:
+            break
+        page = viewer.get(page["next"]).json()
+        pages += 1
+    assert seen == files and pages == 4  # 32 files, 10 a page
+    assert Client().get(url).status_code == 302  # anonymous: to the login page
+    nobody = django_user_model.objects.create_user(username="nobody")
+    other = Client()
+    other.force_login(nobody)
+    assert other.get(url).status_code == 403
+    assert viewer.get(url, {"limit": 1001}).status_code == 400
+
+
+def test_the_same_folder_again_resumes(browser: Browser) -> None:
+    files = a_folder(count=20)
+    session = start(browser, files)
+    half = set(list(files)[:10]) | {"big/train.bin"}
+    send(browser, session, files, only=half)
+    again = start(browser, files)
+    assert again["id"] == session["id"] and again["resumed"] is True
+    status, held = browser.call(again["urls"]["parts"])
+    paths = list(files)
+    done = {paths[f["index"]] for f in held["files"] if f["done"]}
+    assert done == half - {"big/train.bin"}
+    big = next(f for f in held["files"] if paths[f["index"]] == "big/train.bin")
+    assert [p["number"] for p in big["parts"]] == [1, 2, 3]
+    send(browser, again, files, only=set(files) - half)
+    status, answer = browser.call(again["urls"]["complete"], {})
+    assert status == 200, answer
+    assert check_upload(again["id"]) == "ready"
+
+
+def test_a_folder_with_a_file_missing_or_short_publishes_nothing(
+    browser: Browser, direct: DualStorageClient
+) -> None:
+    files = a_folder(count=10)
+    session = start(browser, files)
+    send(browser, session, files, only=set(files) - {"images/003.jpg", "big/train.bin"})
+    status, answer = browser.call(session["urls"]["complete"], {})
+    assert status == 409
+    assert "'images/003.jpg' is missing" in answer["error"]
+    assert "'big/train.bin': part 1 is missing" in answer["error"]
+    assert not Dataset.objects.exists()
+    store, bucket = direct.locate("datasets")
+    assert not store.exists(bucket, session["key"] + ".manifest.json")
+
+
+@pytest.mark.parametrize(
+    ("files", "error"),
+    [
+        ([{"path": "../etc/passwd", "size": 1}], "has a '..' segment"),
+        ([{"path": "/abs", "size": 1}], "starts with '/'"),
+        ([{"path": "a", "size": 1}, {"path": "a", "size": 2}], "'a' is in the list twice"),
+        ([{"path": "a", "size": -1}], "cannot be negative"),
+        ([], "non-empty list"),
+    ],
+)
+def test_bad_file_lists_are_refused_by_name(browser: Browser, files: Any, error: str) -> None:
+    status, answer = browser.call(
+        reverse("dual_storage_app:upload-start-folder"), {"name": "x", "files": files}
+    )
+    assert status == 400 and error in answer["error"]
+    assert not UploadSession.objects.exists()
+
+
+def test_a_small_file_is_put_once_and_never_replaced(browser: Browser) -> None:
+    files = {"a.txt": b"first"}
+    session = start(browser, files)
+    _, signed = browser.call(
+        session["urls"]["sign"], {"files": [{"index": 0, "sha256": b64sha(b"first")}]}
+    )
+    entry = signed["files"][0]
+    assert put(entry["url"], b"first", entry["headers"]).status_code == 200
+    assert put(entry["url"], b"first", entry["headers"]).status_code == 412  # If-None-Match
+    damaged = put(entry["url"], b"fIrst", entry["headers"])
+    assert damaged.status_code in (400, 412)
+
+
+def test_cancel_removes_every_file_and_part(
+    browser: Browser, direct: DualStorageClient, s3_servers: Any
+) -> None:
+    files = a_folder(count=5)
+    session = start(browser, files)
+    send(browser, session, files)
+    store, bucket = direct.locate("datasets")
+    assert list(store.list(bucket, session["key"] + "/"))
+    status, answer = browser.call(session["urls"]["abort"], {})
+    assert (status, answer["state"]) == (200, "aborted")
+    assert list(store.list(bucket, session["key"] + "/")) == []
+    big = UploadSession.objects.get(pk=session["id"]).files.get(path="big/train.bin")
+    assert big.upload_id not in multipart_ids(s3_servers, bucket)
+
+
+def test_a_folder_whose_bytes_are_not_as_signed_is_corrupt(
+    browser: Browser, direct: DualStorageClient
+) -> None:
+    files = a_folder(count=5)
+    session = start(browser, files)
+    send(browser, session, files)
+    _, done = browser.call(session["urls"]["complete"], {})
+    upload = UploadSession.objects.get(pk=session["id"]).files.get(path="images/002.jpg")
+    upload.checksums = {"1": b64sha(b"not these bytes")}
+    upload.save()
+    assert check_upload(session["id"]) == "corrupt"
+    dataset = Dataset.objects.get(pk=done["dataset"]["id"])
+    store, bucket = direct.locate("datasets")
+    assert not store.exists(bucket, dataset.key)  # no manifest for bytes not as sent
+    assert not DatasetFile.objects.filter(dataset=dataset).exists()
+
+
+def test_a_hostile_manifest_cannot_write_outside_the_destination(
+    direct: DualStorageClient, tmp_path: Path
+) -> None:
+    store, bucket = direct.locate("datasets")
+    manifest = {
+        "format": "dual-storage-manifest/1",
+        "files": [{"path": "../../escape", "size": 1, "sha256": "0" * 64}],
+    }
+    key = "test/hostile.manifest.json"
+    store.upload(bucket, key, __import__("io").BytesIO(json.dumps(manifest).encode()))
+    with pytest.raises(IntegrityError, match="not a dataset manifest"):
+        direct.download_dataset(key, tmp_path / "out")
+    assert not (tmp_path / "escape").exists() and not (tmp_path / "out").exists()
