@@ -133,6 +133,10 @@ def create_presigned_links(
     expires_at = timezone.now() + timedelta(seconds=expires)
     links: list[PresignedLink] = []
     for dataset in queryset.iterator():
+        refusal = dataset.link_refusal()
+        if refusal is not None:
+            modeladmin.message_user(request, _("No link: %s") % refusal, messages.ERROR)
+            continue
         try:
             store, bucket = dataset.location()
             url = issue_to_request(
@@ -327,6 +331,14 @@ def accept_stored_content(
     """Read each object once and record what is stored now: size, SHA-256, ETag and
     content type. The explicit way to accept content changed outside the app."""
     for artifact in queryset.iterator():
+        if isinstance(artifact, Dataset) and artifact.status == Dataset.Status.VERIFYING:
+            modeladmin.message_user(
+                request,
+                _("%(name)s is still being verified; accept its content once it is checked.")
+                % {"name": artifact},
+                messages.ERROR,
+            )
+            continue
         try:
             store, bucket = artifact.location()
             read = store.hash_object(bucket, artifact.key)
@@ -339,14 +351,19 @@ def accept_stored_content(
             )
             continue
         stored = (read.size, read.sha256, read.etag)
-        if stored == (artifact.size, artifact.sha256, artifact.etag):
+        corrupt = isinstance(artifact, Dataset) and artifact.status == Dataset.Status.CORRUPT
+        if stored == (artifact.size, artifact.sha256, artifact.etag) and not corrupt:
             modeladmin.message_user(
                 request, _("%(name)s already records its content.") % {"name": artifact}
             )
             continue
         artifact.size, artifact.sha256, artifact.etag = stored
         artifact.content_type = read.content_type or artifact.content_type
-        artifact.save(update_fields=["size", "sha256", "etag", "content_type", "updated_at"])
+        fields = ["size", "sha256", "etag", "content_type", "updated_at"]
+        if isinstance(artifact, Dataset):  # a corrupt browser upload, accepted as it is
+            artifact.status = Dataset.Status.READY
+            fields.append("status")
+        artifact.save(update_fields=fields)
         modeladmin.message_user(
             request,
             _("%(name)s now records the stored content: %(size)s, SHA-256 %(hash)s.")

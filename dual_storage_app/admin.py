@@ -48,6 +48,7 @@ from .models import (
     RetentionPolicy,
     StorageUsage,
     TrainingCheckpoint,
+    UploadSession,
 )
 from .retention import resolve_policy
 
@@ -196,7 +197,17 @@ class ConfigSchemaAdmin(InternalArtifactAdmin):
 
 @admin.register(Dataset)
 class DatasetAdmin(ArtifactAdmin):
+    """Datasets: uploaded from the add page straight to the external store by the
+    browser (:mod:`.uploads`), or through Django when JavaScript is off."""
+
+    list_display = ("name", "status", "files", *_COMMON_COLUMNS)
+    list_filter = ("status", *ArtifactAdmin.list_filter)
     actions = (create_presigned_links, verify_integrity, refresh_metadata, accept_stored_content)
+    extra_readonly = ("status", "files")
+
+    @admin.display(description="files", ordering="file_count")
+    def files(self, obj: Dataset) -> str:
+        return f"folder of {obj.file_count:,}" if obj.is_folder else "one object"
 
 
 @admin.register(RetentionPolicy)
@@ -264,6 +275,23 @@ class MigrationEntryAdmin(_ModelAdmin):
     list_display = ("source_key", "migration", "kind", "target_key", "state", "method", "size")
     list_filter = ("migration", "state", "kind", "method")
     search_fields = ("source_key", "target_key", "error")
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: object = None) -> bool:
+        return False
+
+
+@admin.register(UploadSession)
+class UploadSessionAdmin(_ModelAdmin):
+    """Browser uploads, finished or not: read-only; cancel one from its own page's
+    browser, or let it expire (``dualstorage_cleanup_uploads`` aborts it)."""
+
+    list_display = ("file_name", "kind", "user", "state", "size", "created_at", "expires_at")
+    list_filter = ("state", "kind", "created_at")
+    search_fields = ("file_name", "key")
+    list_select_related = ("user",)
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False

@@ -404,6 +404,15 @@ class Dataset(Artifact):
     def is_folder(self) -> bool:
         return self.file_count > 0
 
+    def link_refusal(self) -> str | None:
+        """Why no link to this dataset may be handed out now (its bytes are not yet read
+        back, or are not the ones sent), or ``None``."""
+        if self.status == self.Status.VERIFYING:
+            return f"{self} is still being verified; its SHA-256 is not known yet. Try again soon."
+        if self.status == self.Status.CORRUPT:
+            return f"{self} is corrupt: the stored bytes are not the ones uploaded."
+        return None
+
     @property
     def folder_prefix(self) -> str:
         """Where a folder dataset's files are: ``datasets/<id>/<name>/`` beside the

@@ -151,7 +151,7 @@ def dataset_link(request: HttpRequest, pk: int) -> HttpResponseBase:
             content_type="text/plain",
         )
     dataset = get_object_or_404(Dataset, pk=pk)
-    unusable = not_servable(dataset)
+    unusable = dataset.link_refusal()
     if unusable:
         return HttpResponse(unusable, status=409, content_type="text/plain")
     try:
@@ -172,16 +172,6 @@ def dataset_link(request: HttpRequest, pk: int) -> HttpResponseBase:
     # The link is a bearer credential: no shared cache may keep it, no browser store it.
     patch_cache_control(response, private=True, no_store=True)
     return response
-
-
-def not_servable(dataset: Dataset) -> str | None:
-    """Why no link to ``dataset`` may be handed out now (bytes not yet read back, or
-    not the ones sent), or ``None``."""
-    if dataset.status == Dataset.Status.VERIFYING:
-        return f"{dataset} is still being verified; its SHA-256 is not known yet. Try again soon."
-    if dataset.status == Dataset.Status.CORRUPT:
-        return f"{dataset} is corrupt: the stored bytes are not the ones uploaded."
-    return None
 
 
 def _whole_number_in(request: HttpRequest, name: str, default: int, low: int, high: int) -> int:
@@ -214,7 +204,7 @@ def dataset_files(request: HttpRequest, pk: int) -> HttpResponseBase:
         return JsonResponse(
             {"error": f"{dataset} is one object, not a folder: use its link."}, status=400
         )
-    unusable = not_servable(dataset)
+    unusable = dataset.link_refusal()
     if unusable:
         return JsonResponse({"error": unusable}, status=409)
     after = request.GET.get("after", "")

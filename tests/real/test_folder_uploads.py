@@ -280,3 +280,36 @@ def test_a_hostile_manifest_cannot_write_outside_the_destination(
     with pytest.raises(IntegrityError, match="not a dataset manifest"):
         direct.download_dataset(key, tmp_path / "out")
     assert not (tmp_path / "escape").exists() and not (tmp_path / "out").exists()
+
+
+def test_no_link_anywhere_before_the_check_and_accept_marks_corrupt_ready(
+    browser: Browser, admin_client: Client
+) -> None:
+    """The view, the admin's presign action and the files API refuse a verifying or
+    corrupt dataset; the admin's *Accept the stored content* makes a corrupt one ready."""
+    data = os.urandom(1000)
+    session = browser.send_all(data)
+    _, done = browser.complete(session, data)
+    dataset = Dataset.objects.get(pk=done["dataset"]["id"])
+    link = reverse("dual_storage_app:dataset-link", kwargs={"pk": dataset.pk})
+    answer = admin_client.get(link)
+    assert answer.status_code == 409 and b"still being verified" in answer.content
+    changelist = reverse("admin:dual_storage_app_dataset_changelist")
+    presign = {"action": "create_presigned_links", "_selected_action": [dataset.pk]}
+    page = admin_client.post(changelist, {**presign, "expires": "60", "apply": "1"}, follow=True)
+    shown = [str(m) for m in page.context["messages"]]
+    assert any("still being verified" in m for m in shown) and page.context["links"] == []
+    listed = admin_client.get(changelist, {"status__exact": "verifying"}).content.decode()
+    assert dataset.name in listed and "one object" in listed
+
+    row = UploadSession.objects.get(pk=session["id"])
+    row.checksums = {"1": b64sha(b"other bytes")}
+    row.save()
+    assert check_upload(session["id"]) == "corrupt"
+    answer = admin_client.get(link)
+    assert answer.status_code == 409 and b"is corrupt" in answer.content
+    accept = {"action": "accept_stored_content", "_selected_action": [dataset.pk]}
+    admin_client.post(changelist, accept, follow=True)
+    dataset.refresh_from_db()
+    assert (dataset.status, dataset.sha256) == ("ready", hashlib.sha256(data).hexdigest())
+    assert admin_client.get(link).status_code == 302
