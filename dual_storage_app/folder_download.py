@@ -26,10 +26,27 @@ def _destination(root: Path, entry: ManifestEntry) -> Path:
     return target
 
 
-def download_folder(store: Store, bucket: str, manifest_key: str, dest: Path) -> TransferResult:
+def download_folder(
+    store: Store,
+    bucket: str,
+    manifest_key: str,
+    dest: Path,
+    *,
+    expected_sha256: str | None = None,
+) -> TransferResult:
     """Download the folder dataset whose manifest is ``manifest_key`` into the directory
-    ``dest``; a result for the whole folder (its size, the manifest's SHA-256)."""
+    ``dest``; a result for the whole folder (its size, the manifest's SHA-256, which must
+    be ``expected_sha256`` when given: the dataset row's)."""
     data = store.get_bytes(bucket, manifest_key)
+    found = hashlib.sha256(data).hexdigest()
+    if expected_sha256 is not None and found != expected_sha256:
+        raise IntegrityError(
+            f"The manifest {manifest_key!r} has SHA-256 {found}, but {expected_sha256} was "
+            "recorded; nothing was written.",
+            store=store.name,
+            bucket=bucket,
+            key=manifest_key,
+        )
     entries = read_manifest(data, manifest_key)
     root = Path(dest).resolve()
     targets = [(entry, _destination(root, entry)) for entry in entries]
@@ -47,7 +64,7 @@ def download_folder(store: Store, bucket: str, manifest_key: str, dest: Path) ->
         bucket=bucket,
         key=manifest_key,
         size=sum(result.size for result in results),
-        sha256=hashlib.sha256(data).hexdigest(),
+        sha256=found,
         etag="",
         content_type="application/json",
     )

@@ -7,6 +7,7 @@ paged API hands out presigned GETs; ``download_dataset`` fetches and verifies it
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import os
 from pathlib import Path
@@ -15,6 +16,7 @@ from typing import Any
 import pytest
 import requests
 from django.contrib.auth.models import Permission
+from django.core.management import CommandError, call_command
 from django.test import Client
 from django.urls import reverse
 from pytest_django import Settings as SettingsWrapper
@@ -313,3 +315,32 @@ def test_no_link_anywhere_before_the_check_and_accept_marks_corrupt_ready(
     dataset.refresh_from_db()
     assert (dataset.status, dataset.sha256) == ("ready", hashlib.sha256(data).hexdigest())
     assert admin_client.get(link).status_code == 302
+
+
+def test_the_download_command_fetches_a_folder_and_refuses_an_unchecked_one(
+    browser: Browser, tmp_path: Path, direct: DualStorageClient
+) -> None:
+    files = a_folder(count=12)
+    session = start(browser, files)
+    send(browser, session, files)
+    _, done = browser.call(session["urls"]["complete"], {})
+    pk = str(done["dataset"]["id"])
+    with pytest.raises(CommandError, match="still being verified"):
+        call_command("dualstorage_download", "datasets", "--id", pk, str(tmp_path / "early"))
+    assert not (tmp_path / "early").exists()
+    check_upload(session["id"])
+    out = io.StringIO()
+    call_command(
+        "dualstorage_download", "datasets", "--id", pk, str(tmp_path / "d"), "--json", stdout=out
+    )
+    report = json.loads(out.getvalue())
+    assert report["files"] == len(files) and report["size"] == sum(map(len, files.values()))
+    assert {p: (tmp_path / "d" / p).read_bytes() for p in files} == files
+    # A manifest changed after the row recorded it is refused before any file is written.
+    dataset = Dataset.objects.get(pk=pk)
+    store, bucket = direct.locate("datasets")
+    store.delete(bucket, dataset.key)
+    store.put_bytes(bucket, dataset.key, b"{}")
+    with pytest.raises(CommandError, match="recorded"):
+        call_command("dualstorage_download", "datasets", "--id", pk, str(tmp_path / "late"))
+    assert not (tmp_path / "late").exists()
