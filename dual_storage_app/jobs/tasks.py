@@ -1,4 +1,6 @@
-"""The task framework's side: one task per batch, and a sweep task per running job.
+"""The task framework's side: one task per batch, a sweep task per running job, and the
+read-back of a completed browser upload when ``DUAL_STORAGE_UPLOADS["CHECK"]`` is
+``"task"``.
 
 ``run_batch`` claims and runs one batch (:func:`.engine.run_batch`); a duplicate delivery
 finds the batch done or held and does nothing. ``sweep_job`` is scheduled (``run_after``)
@@ -21,6 +23,7 @@ from django.conf import settings
 from django.db.models import Q
 from django.utils import timezone
 
+from ..uploads import checking
 from . import engine
 from ._tasks_api import BaseTaskBackend, task, task_backends
 from .models import StorageJob
@@ -66,6 +69,19 @@ def sweep_job(job_id: int) -> dict[str, Any]:
         "failed": result.failed,
         "finished": result.finished,
     }
+
+
+@task()
+def check_upload(session_id: str) -> dict[str, Any]:
+    """The read-back of a completed browser upload (``DUAL_STORAGE_UPLOADS["CHECK"] =
+    "task"``): its SHA-256 recorded, or the dataset marked corrupt."""
+    return {"session": session_id, "status": checking.check_upload(session_id)}
+
+
+def enqueue_upload_check(session_id: str) -> None:
+    """Enqueue :func:`check_upload` on the jobs' backend and queue (after the commit
+    that completed the upload; a worker that dies mid-check leaves it to the cleanup)."""
+    check_upload.using(backend=backend_alias(), queue_name=queue_name()).enqueue(session_id)
 
 
 def enqueue_batches(batch_ids: Iterable[int]) -> int:

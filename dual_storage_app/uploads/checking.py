@@ -23,6 +23,7 @@ from typing import Any
 from django.db import connections, transaction
 from django.db.models import Q
 from django.utils import timezone
+from django.utils.module_loading import import_string
 
 from ..client import dual_storage
 from ..exceptions import DualStorageError, ObjectExists
@@ -31,11 +32,14 @@ from ..models import Dataset, DatasetFile
 from ..store import Store
 from ..store.integrity import record_sha256
 from ..store.multipart import part_ranges
+from .limits import upload_limits
 from .session import UploadedFile, UploadSession
 
 logger = logging.getLogger(__name__)
 
 FOLDER_READERS = 8  # files of a folder read at once
+# In the jobs sub-app, which this package never imports (it works without it): named.
+ENQUEUE_TASK = "dual_storage_app.jobs.tasks.enqueue_upload_check"
 MIN_LEASE = timedelta(minutes=10)
 SLOWEST_READ = 10 * 1024 * 1024  # bytes per second a lease allows for, at the least
 
@@ -222,7 +226,11 @@ def check_in_background(session_id: Any) -> None:
 
 
 def check_later(session_id: Any) -> Callable[[], None]:
-    """The ``on_commit`` callback that starts the check of a just-completed upload."""
+    """The ``on_commit`` callback that starts the check of a just-completed upload: in a
+    thread here, or (``CHECK: "task"``) as a task for the jobs' task backend."""
+    if upload_limits().check == "task":
+        enqueue: Callable[[str], None] = import_string(ENQUEUE_TASK)
+        return lambda: enqueue(str(session_id))
     return lambda: check_in_background(session_id)
 
 

@@ -4,7 +4,11 @@
 part size handed out, default 16 MiB; larger files get larger parts so that no upload
 needs more than 10,000), ``SESSION_HOURS`` (how long an unfinished upload can be resumed
 before the cleanup command aborts it, default 24), ``URL_SECONDS`` (lifetime of a signed
-part URL, default 900) and ``SIGN_BATCH`` (parts signed per request, default 100).
+part URL, default 900), ``SIGN_BATCH`` (parts signed per request, default 100) and
+``CHECK``: where the read-back of a completed upload runs, ``"thread"`` (default: a
+thread of the web process that completed it) or ``"task"`` (a task on Django's task
+framework, run by a worker such as ``manage.py db_worker``; needs
+``dual_storage_app.jobs`` installed), so the web process only signs and records.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ from ..store.multipart import MAX_PARTS, MIN_PART_BYTES
 
 SETTING = "DUAL_STORAGE_UPLOADS"
 TIB = 1024**4
+CHECK_CHOICES = ("thread", "task")
 
 
 @dataclass(frozen=True)
@@ -28,6 +33,7 @@ class UploadLimits:
     session_hours: int = 24
     url_seconds: int = 900
     sign_batch: int = 100
+    check: str = "thread"
 
     def part_size_for(self, size: int) -> int:
         """The part size of a ``size``-byte file: ``part_bytes``, or more so that the
@@ -51,13 +57,22 @@ def upload_limits() -> UploadLimits:
     given: Any = getattr(settings, SETTING, None) or {}
     if not isinstance(given, dict):
         raise ConfigurationError(f"settings.{SETTING} must be a dict, not {type(given).__name__}.")
-    unknown = sorted(set(given) - set(_BOUNDS))
+    known = {*_BOUNDS, "CHECK"}
+    unknown = sorted(set(given) - known)
     if unknown:
         raise ConfigurationError(
-            f"settings.{SETTING} has unknown keys {unknown}; it takes {sorted(_BOUNDS)}."
+            f"settings.{SETTING} has unknown keys {unknown}; it takes {sorted(known)}."
         )
-    values: dict[str, int] = {}
+    values: dict[str, Any] = {}
     for name, value in given.items():
+        if name == "CHECK":
+            if value not in CHECK_CHOICES:
+                raise ConfigurationError(
+                    f"settings.{SETTING}['CHECK'] must be one of {list(CHECK_CHOICES)}, "
+                    f"not {value!r}."
+                )
+            values["check"] = value
+            continue
         field, low, high = _BOUNDS[name]
         if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
             raise ConfigurationError(

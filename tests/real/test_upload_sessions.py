@@ -12,8 +12,11 @@ import hashlib
 import io
 import json
 import os
+import signal
 import uuid
+from collections.abc import Iterator
 from datetime import timedelta
+from importlib.util import find_spec
 from typing import Any
 
 import pytest
@@ -26,8 +29,10 @@ from django.utils import timezone
 from pytest_django import Settings as SettingsWrapper
 
 from dual_storage_app.client import DualStorageClient
+from dual_storage_app.exceptions import ConfigurationError
 from dual_storage_app.models import Dataset
 from dual_storage_app.uploads.checking import check_unfinished, check_upload
+from dual_storage_app.uploads.limits import upload_limits
 from dual_storage_app.uploads.session import UploadSession
 from tests.browser_uploads import PART, Browser, b64sha, browser_of, multipart_ids, stored
 
@@ -339,3 +344,48 @@ def test_a_check_that_never_ran_is_run_by_the_cleanup(browser: Browser) -> None:
     )
     assert check_unfinished() == {"ready": 1}
     assert check_unfinished() == {}
+
+
+@pytest.fixture
+def keep_signals() -> Iterator[None]:
+    """db_worker installs its own SIGINT/SIGTERM handlers; put pytest's back."""
+    saved = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+    yield
+    for sig, handler in saved.items():
+        signal.signal(sig, handler)
+
+
+@pytest.mark.skipif(
+    find_spec("django_tasks_db") is None, reason="the database task backend is not installed"
+)
+@pytest.mark.django_db(transaction=True)
+def test_the_check_can_run_on_a_task_worker(
+    browser: Browser, settings: SettingsWrapper, keep_signals: None
+) -> None:
+    """``CHECK: "task"``: the web process only signs and records; a db_worker reads."""
+    from django_tasks_db.models import DBTaskResult
+
+    settings.DUAL_STORAGE_UPLOADS = {"PART_BYTES": PART, "CHECK": "task"}
+    data = os.urandom(PART + 3)
+    session = browser.send_all(data)
+    status, done = browser.complete(session, data)
+    assert status == 200
+    queued = DBTaskResult.objects.get(task_path="dual_storage_app.jobs.tasks.check_upload")
+    assert Dataset.objects.get(pk=done["dataset"]["id"]).status == "verifying"
+    call_command(
+        "db_worker", "--batch", "--no-reload", "--no-startup-delay", "--interval", "0", verbosity=0
+    )
+    queued.refresh_from_db()
+    assert queued.status == "SUCCESSFUL"
+    dataset = Dataset.objects.get(pk=done["dataset"]["id"])
+    assert (dataset.status, dataset.sha256) == ("ready", hashlib.sha256(data).hexdigest())
+
+
+def test_a_wrong_check_setting_is_named(browser: Browser, settings: SettingsWrapper) -> None:
+    settings.DUAL_STORAGE_UPLOADS = {"CHECK": "cron"}
+    status, answer = browser.call(
+        reverse("dual_storage_app:upload-start"), {"name": "a", "size": 1}
+    )
+    assert (status, answer["error"]) == (503, "Uploads are not configured on this site.")
+    with pytest.raises(ConfigurationError, match=r"\['CHECK'\] must be one of"):
+        upload_limits()
