@@ -51,6 +51,7 @@ from .models import (
     UploadSession,
 )
 from .retention import resolve_policy
+from .uploads.forms import DatasetAdminForm, DirectUploadFileField
 
 if TYPE_CHECKING:
     _ModelAdmin = admin.ModelAdmin[Any]
@@ -200,10 +201,36 @@ class DatasetAdmin(ArtifactAdmin):
     """Datasets: uploaded from the add page straight to the external store by the
     browser (:mod:`.uploads`), or through Django when JavaScript is off."""
 
+    form = DatasetAdminForm
     list_display = ("name", "status", "files", *_COMMON_COLUMNS)
     list_filter = ("status", *ArtifactAdmin.list_filter)
     actions = (create_presigned_links, verify_integrity, refresh_metadata, accept_stored_content)
     extra_readonly = ("status", "files")
+
+    def get_form(
+        self, request: HttpRequest, obj: Any = None, change: bool = False, **kwargs: Any
+    ) -> Any:
+        """The form, taking only finished uploads of the signed-in user."""
+        form_class = super().get_form(request, obj, change, **kwargs)
+
+        class UsersUploadsOnly(form_class):  # type: ignore[misc, valid-type]
+            def __init__(self, *args: Any, **form_kwargs: Any) -> None:
+                super().__init__(*args, **form_kwargs)
+                field = self.fields.get("file")
+                if isinstance(field, DirectUploadFileField):
+                    field.user = request.user
+
+        return UsersUploadsOnly
+
+    def save_model(
+        self, request: HttpRequest, obj: Any, form: ModelForm[Any], change: bool
+    ) -> None:
+        """A direct upload's row exists already: write only the form's fields (the
+        server's check may be recording the SHA-256 at the same moment)."""
+        if isinstance(form, DatasetAdminForm) and form.direct_session is not None:
+            obj.save(update_fields=form.direct_update_fields())
+            return
+        super().save_model(request, obj, form, change)
 
     @admin.display(description="files", ordering="file_count")
     def files(self, obj: Dataset) -> str:

@@ -33,6 +33,9 @@ REQUIRED_FILES = (
     "dual_storage_app/py.typed",
     "dual_storage_app/templates/dual_storage_app/admin/presign_form.html",
     "dual_storage_app/templates/dual_storage_app/admin/presign_result.html",
+    "dual_storage_app/templates/dual_storage_app/widgets/direct_upload.html",
+    "dual_storage_app/static/dual_storage_app/direct_upload.js",
+    "dual_storage_app/static/dual_storage_app/direct_upload.css",
 )
 PROJECT = "wheelcheck"
 
@@ -66,7 +69,7 @@ def check_wheel_contents(wheel: Path) -> None:
         f"unexpected top-level entries in {wheel.name}: {tops}",
     )
     check("License-Expression: MIT" in metadata, "METADATA has no License-Expression: MIT")
-    say(f"{wheel.name}: {len(names)} files, templates and py.typed present, no {TOP_LEVEL_REFUSED}")
+    say(f"{wheel.name}: {len(names)} files, templates, static files and py.typed present, no {TOP_LEVEL_REFUSED}")
 
 
 def check_installed_not_source() -> None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import time
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -17,6 +18,7 @@ from django.template.defaultfilters import filesizeformat
 from django.urls import reverse
 from pytest_django import Settings as SettingsWrapper
 
+from dual_storage_app import cors
 from dual_storage_app.client import DualStorageClient
 from dual_storage_app.models import Dataset, ModelWeight
 from dual_storage_app.testing.server import LocalS3Server
@@ -78,12 +80,24 @@ def test_admin_end_to_end_in_a_real_browser(
     ).replace("\xa0", " ")
     shot("04-weight-listed")
 
-    # 3. Upload a dataset, presign it through the action, fetch the link's bytes.
+    # 3. Upload a dataset (straight from the browser to the store, which allows the
+    # site's origin), presign it through the action once verified, fetch the link.
+    store, bucket = real_storage.locate("datasets")
+    cors.set_rule(store, bucket, [live_server.url])
     page.goto(f"{live_server.url}/admin/dual_storage_app/dataset/add/")
     page.fill("#id_name", "browser dataset")
     page.set_input_files("#id_file", str(dataset_file))
+    page.wait_for_function(
+        "['verifying', 'done'].includes(document.querySelector('[data-dual-upload]').dataset.state)"
+    )
     page.click("input[name=_save]")
     page.wait_for_url(f"{live_server.url}/admin/dual_storage_app/dataset/")
+    store.client.delete_bucket_cors(Bucket=bucket)
+    for _ in range(100):  # the server's read-back runs after the commit
+        if Dataset.objects.get(name="browser dataset").status == "ready":
+            break
+        time.sleep(0.1)
+    page.reload()
     page.check("input.action-select")
     page.select_option("select[name=action]", "create_presigned_links")
     page.click("button[name=index]")
