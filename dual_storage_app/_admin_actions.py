@@ -35,6 +35,7 @@ from .models import Artifact, Dataset, ModelWeight, TrainingCheckpoint
 from .moving.promotion import promote_checkpoint
 from .retention import apply_retention, plan_as_previewed, plan_jobs
 from .store.transfer import MAX_PRESIGN_SECONDS, validate_expiry
+from .verification import check_artifact
 
 if TYPE_CHECKING:
     Admin = admin.ModelAdmin[Any]
@@ -212,9 +213,20 @@ def download_url(artifact: Artifact, *, back_to: str) -> str:
 def verify_integrity(modeladmin: Admin, request: HttpRequest, queryset: QuerySet[Artifact]) -> None:
     """Re-read each object and compare its size and SHA-256 with the row: one summary,
     then each failure."""
-    counts = {"intact": 0, "changed": 0, "missing": 0, "unreadable": 0}
+    counts = {"intact": 0, "changed": 0, "missing": 0, "unreadable": 0, "verifying": 0}
     failures: list[str] = []
     for artifact in queryset.iterator():
+        if isinstance(artifact, Dataset) and (
+            artifact.is_folder or artifact.status != Dataset.Status.READY
+        ):  # a folder is its manifest and its files; a browser upload may be unchecked
+            verdict = check_artifact(artifact)
+            counts[verdict.outcome] += 1
+            if verdict.problem is not None:
+                failures.append(
+                    _("%(name)s failed verification: %(reason)s.")
+                    % {"name": artifact, "reason": verdict.problem}
+                )
+            continue
         try:
             store, bucket = artifact.location()
             read = store.hash_object(bucket, artifact.key)
@@ -252,6 +264,10 @@ def verify_integrity(modeladmin: Admin, request: HttpRequest, queryset: QuerySet
         "%(missing)d missing, %(unreadable)d unreadable.",
         total,
     ) % {"total": total, **counts}
+    if counts["verifying"]:
+        summary += " " + _("%(count)d still being verified by the server.") % {
+            "count": counts["verifying"]
+        }
     modeladmin.message_user(request, summary, messages.ERROR if failures else messages.SUCCESS)
     for failure in failures:
         modeladmin.message_user(request, failure, messages.ERROR)

@@ -1,10 +1,11 @@
 """Adopting objects that have no artifact row: which keys get one, and registering one.
 
 The rules behind ``manage.py dualstorage_adopt`` and the adopt job of
-:mod:`dual_storage_app.jobs`: folder markers and keys the app refuses are skipped (and
-reported); a schema's published copy (``<framework>.json``) needs no row of its own; a
-schema key of a framework that already has a row is left alone (one row per framework).
-Everything else is read once to hash it and recorded as the client records its writes.
+:mod:`dual_storage_app.jobs`: folder markers, keys the app refuses and the files of
+folder datasets (or of browser uploads in progress) are skipped (and reported); a
+schema's published copy (``<framework>.json``) needs no row of its own; a schema key of
+a framework that already has a row is left alone (one row per framework). Everything
+else is read once to hash it and recorded as the client records its writes.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from .exceptions import InvalidKey, ObjectNotFound
 from .keys import validate_key
 from .kinds import ArtifactKind
 from .models import Artifact, ConfigSchema
+from .owned_keys import OwnedKeys
 from .store import Store
 
 PUBLISHED = "published"
@@ -27,11 +29,16 @@ def known_frameworks(kind: ArtifactKind) -> set[str]:
     return set(ConfigSchema.objects.values_list("framework", flat=True))
 
 
-def reason_to_skip(kind: ArtifactKind, key: str, frameworks: set[str]) -> str | None:
+def reason_to_skip(
+    kind: ArtifactKind, key: str, frameworks: set[str], owned: OwnedKeys | None = None
+) -> str | None:
     """Why ``key`` gets no row, or ``None`` when it is adopted (:data:`PUBLISHED`: a
-    schema row's publication). ``frameworks``: :func:`known_frameworks`."""
+    schema row's publication). ``frameworks``: :func:`known_frameworks`; ``owned``: the
+    keys of folder datasets and uploads in progress (:class:`~.owned_keys.OwnedKeys`)."""
     if key.endswith("/"):
         return "a folder marker"
+    if owned is not None and key in owned:
+        return owned.reason(key)
     try:
         validate_key(key)
     except InvalidKey as exc:

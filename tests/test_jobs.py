@@ -310,7 +310,7 @@ def test_verify_classifies_every_artifact_once(moto_configured: DualStorageClien
     assert (job.status, job.batches_total, job.items_total) == ("done", 5, 8)
     report = job.report
     assert report is not None
-    assert report["counts"] == {"intact": 6, "changed": 1, "missing": 1, "unreadable": 0}
+    assert report["counts"] == {"intact": 6, "changed": 1, "missing": 1, "unreadable": 0, "verifying": 0}
     assert report["artifacts"]["weights"]["missing"] == [weights[1].pk]
     assert report["artifacts"]["datasets"]["changed"] == [datasets[2].pk]
     assert sorted(report["artifacts"]["weights"]["intact"]) == sorted(

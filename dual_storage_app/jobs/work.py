@@ -37,6 +37,7 @@ from ..moving.engine import (
 )
 from ..moving.rules import load_rules
 from ..moving.source import load_source, migration_settings
+from ..owned_keys import OwnedKeys
 from ..retention import JobPlan, RetentionPlan, apply_retention, plan_jobs
 from ..usage import GROWTH_DAYS, kind_usage, usage_report
 from ..verification import OUTCOMES, check_artifact
@@ -255,6 +256,7 @@ def run_adopt(job: StorageJob, batch: Params, progress: Progress) -> Result:
         .values("file", "pk", "size", "sha256", "created_at")
     }
     frameworks = known_frameworks(kind)
+    owned = OwnedKeys.load(kind)
     adopted: list[dict[str, Any]] = []
     skipped: list[dict[str, Any]] = []
     recorded = gone = 0
@@ -273,7 +275,7 @@ def run_adopt(job: StorageJob, batch: Params, progress: Progress) -> Result:
                 )
             else:
                 recorded += 1
-        elif (reason := reason_to_skip(kind, key, frameworks)) is not None:
+        elif (reason := reason_to_skip(kind, key, frameworks, owned)) is not None:
             if reason == PUBLISHED:
                 recorded += 1
             else:

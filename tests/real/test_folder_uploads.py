@@ -344,3 +344,62 @@ def test_the_download_command_fetches_a_folder_and_refuses_an_unchecked_one(
     with pytest.raises(CommandError, match="recorded"):
         call_command("dualstorage_download", "datasets", "--id", pk, str(tmp_path / "late"))
     assert not (tmp_path / "late").exists()
+
+
+def verify(*options: str) -> tuple[bool, dict[str, Any]]:
+    """``dualstorage_verify --kind datasets --json``: whether it passed, and its report."""
+    out = io.StringIO()
+    try:
+        call_command("dualstorage_verify", "--kind", "datasets", "--json", *options, stdout=out)
+    except CommandError:
+        return False, json.loads(out.getvalue())
+    return True, json.loads(out.getvalue())
+
+
+def test_verify_checks_every_file_of_a_folder_and_adopt_leaves_them_alone(
+    browser: Browser, direct: DualStorageClient
+) -> None:
+    files = a_folder(count=8)
+    session = start(browser, files)
+    send(browser, session, files)
+    # A folder upload in progress: its files are neither orphans nor datasets to adopt
+    # (the bucket is shared with other tests: only this upload's keys are looked at).
+    _, report = verify("--orphans")
+    assert report["checked"] == 0  # no row yet
+    assert not [p for p in report["problems"] if p["key"].startswith(session["key"])]
+    out = io.StringIO()
+    call_command("dualstorage_adopt", "--kind", "datasets", "--dry-run", "--json", stdout=out)
+    adopted = json.loads(out.getvalue())
+    assert adopted["skipped"] and not [
+        a for a in adopted["adopted"] if a["key"].startswith(session["key"])
+    ]
+    _, done = browser.call(session["urls"]["complete"], {})
+    check_upload(session["id"])
+    _, report = verify("--orphans")
+    assert report["checked"] == 1
+    assert not [p for p in report["problems"] if p["key"].startswith(session["key"])]
+
+    dataset = Dataset.objects.get(pk=done["dataset"]["id"])
+    store, bucket = direct.locate("datasets")
+    store.delete(bucket, dataset.folder_prefix + "images/003.jpg")
+    store.delete(bucket, dataset.folder_prefix + "images/005.jpg")
+    store.put_bytes(bucket, dataset.folder_prefix + "images/005.jpg", b"x" * 485)  # same size
+    ok, report = verify()
+    assert not ok
+    assert report["problems"][0]["problem"] == "1 of its 10 files missing: images/003.jpg"
+    store.put_bytes(bucket, dataset.folder_prefix + "images/003.jpg", files["images/003.jpg"])
+    ok, report = verify()
+    assert report["problems"][0]["problem"] == "1 of its 10 files changed: images/005.jpg"
+    ok, report = verify("--quick")  # sizes only: the same size passes a quick check
+    assert ok, report
+    store.delete(bucket, dataset.folder_prefix + "labels/été.json")
+    ok, report = verify("--quick")
+    assert "labels/été.json" in report["problems"][0]["problem"]
+
+
+def test_verify_leaves_a_dataset_being_checked_alone(browser: Browser) -> None:
+    data = os.urandom(200)
+    session = browser.send_all(data)
+    browser.complete(session, data)
+    ok, report = verify()
+    assert ok and report["checked"] == 1

@@ -16,6 +16,7 @@ from dual_storage_app.management._common import (
     store_and_bucket,
 )
 from dual_storage_app.models import ARTIFACT_MODELS
+from dual_storage_app.owned_keys import OwnedKeys
 
 
 class Command(StorageCommand):
@@ -46,12 +47,13 @@ class Command(StorageCommand):
             manager: Any = ARTIFACT_MODELS[kind]._default_manager
             rows = set(manager.values_list("file", flat=True))
             frameworks = known_frameworks(kind)
+            owned = OwnedKeys.load(kind)
             with command_errors():
                 for info in store.list(bucket, prefix):
                     if info.key in rows:
                         known += 1
                         continue
-                    reason = reason_to_skip(kind, info.key, frameworks)
+                    reason = reason_to_skip(kind, info.key, frameworks, owned)
                     if reason is not None:
                         if reason != PUBLISHED:
                             skipped.append({"kind": kind, "key": info.key, "reason": reason})

@@ -14,6 +14,7 @@ from dual_storage_app.management._common import (
     store_and_bucket,
 )
 from dual_storage_app.models import ARTIFACT_MODELS
+from dual_storage_app.owned_keys import OwnedKeys
 from dual_storage_app.verification import check_artifact
 
 
@@ -63,10 +64,13 @@ class Command(StorageCommand):
         store, bucket = store_and_bucket(kind)
         manager: Any = ARTIFACT_MODELS[cast(ArtifactKind, kind)]._default_manager
         known = set(manager.values_list("file", flat=True))
+        owned = OwnedKeys.load(cast(ArtifactKind, kind))
         found: list[dict[str, Any]] = []
         with command_errors():
             for info in store.list(bucket):
-                if info.key not in known and not is_publication(cast(ArtifactKind, kind), info.key):
+                if info.key in known or info.key in owned:
+                    continue
+                if not is_publication(cast(ArtifactKind, kind), info.key):
                     found.append({"kind": kind, "key": info.key, "problem": "orphan: no row"})
                     self.note(self.style.WARNING(f"{kind} {info.key}: orphan (no row)"))
         return found
