@@ -403,3 +403,22 @@ def test_verify_leaves_a_dataset_being_checked_alone(browser: Browser) -> None:
     browser.complete(session, data)
     ok, report = verify()
     assert ok and report["checked"] == 1
+
+
+def test_deleting_a_folder_dataset_deletes_its_files_after_the_commit(
+    browser: Browser, direct: DualStorageClient, django_capture_on_commit_callbacks: Any
+) -> None:
+    files = a_folder(count=4)
+    session = start(browser, files)
+    send(browser, session, files)
+    _, done = browser.call(session["urls"]["complete"], {})
+    check_upload(session["id"])
+    dataset = Dataset.objects.get(pk=done["dataset"]["id"])
+    store, bucket = direct.locate("datasets")
+    with django_capture_on_commit_callbacks(execute=False) as callbacks:
+        dataset.delete()
+    assert len(list(store.list(bucket, dataset.folder_prefix))) == len(files)  # not yet
+    for callback in callbacks:
+        callback()
+    assert list(store.list(bucket, dataset.folder_prefix)) == []
+    assert not store.exists(bucket, dataset.key)
