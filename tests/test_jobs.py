@@ -9,8 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import signal
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import pytest
@@ -310,7 +309,13 @@ def test_verify_classifies_every_artifact_once(moto_configured: DualStorageClien
     assert (job.status, job.batches_total, job.items_total) == ("done", 5, 8)
     report = job.report
     assert report is not None
-    assert report["counts"] == {"intact": 6, "changed": 1, "missing": 1, "unreadable": 0, "verifying": 0}
+    assert report["counts"] == {
+        "intact": 6,
+        "changed": 1,
+        "missing": 1,
+        "unreadable": 0,
+        "verifying": 0,
+    }
     assert report["artifacts"]["weights"]["missing"] == [weights[1].pk]
     assert report["artifacts"]["datasets"]["changed"] == [datasets[2].pk]
     assert sorted(report["artifacts"]["weights"]["intact"]) == sorted(
@@ -467,15 +472,6 @@ def test_retention_applies_the_policy_per_training_job(moto_configured: DualStor
 
 
 # -- the task framework, in this process ---------------------------------------------------------
-
-
-@pytest.fixture
-def keep_signals() -> Iterator[None]:
-    """db_worker installs its own SIGINT/SIGTERM handlers; put pytest's back."""
-    saved = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
-    yield
-    for sig, handler in saved.items():
-        signal.signal(sig, handler)
 
 
 @pytest.mark.django_db(transaction=True)

@@ -44,7 +44,13 @@ def test_a_verify_job_finds_what_dualstorage_verify_finds(
     assert [(p["kind"], p["id"], p["key"], p["problem"]) for p in job.report["problems"]] == [
         (p["kind"], p["id"], p["key"], p["problem"]) for p in command["problems"]
     ]
-    assert job.report["counts"] == {"intact": 3, "changed": 1, "missing": 1, "unreadable": 0, "verifying": 0}
+    assert job.report["counts"] == {
+        "intact": 3,
+        "changed": 1,
+        "missing": 1,
+        "unreadable": 0,
+        "verifying": 0,
+    }
 
 
 def test_an_adopt_job_adopts_what_dualstorage_adopt_would(

@@ -233,7 +233,13 @@ def test_two_workers_share_a_verify_and_a_killed_one_loses_nothing(
     assert len(set(listed)) == 2_000
     assert set(listed) == everything
     assert report["checked"] == 2_000
-    assert report["counts"] == {"intact": 1_998, "changed": 1, "missing": 1, "unreadable": 0, "verifying": 0}
+    assert report["counts"] == {
+        "intact": 1_998,
+        "changed": 1,
+        "missing": 1,
+        "unreadable": 0,
+        "verifying": 0,
+    }
     assert report["artifacts"]["weights"]["missing"] == [ids["weights"][missing_key]]
     assert report["artifacts"]["datasets"]["changed"] == [ids["datasets"][changed_key]]
     assert {(p["kind"], p["key"], p["outcome"]) for p in report["problems"]} == {

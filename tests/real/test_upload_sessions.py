@@ -12,9 +12,7 @@ import hashlib
 import io
 import json
 import os
-import signal
 import uuid
-from collections.abc import Iterator
 from datetime import timedelta
 from importlib.util import find_spec
 from typing import Any
@@ -344,15 +342,6 @@ def test_a_check_that_never_ran_is_run_by_the_cleanup(browser: Browser) -> None:
     )
     assert check_unfinished() == {"ready": 1}
     assert check_unfinished() == {}
-
-
-@pytest.fixture
-def keep_signals() -> Iterator[None]:
-    """db_worker installs its own SIGINT/SIGTERM handlers; put pytest's back."""
-    saved = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
-    yield
-    for sig, handler in saved.items():
-        signal.signal(sig, handler)
 
 
 @pytest.mark.skipif(
