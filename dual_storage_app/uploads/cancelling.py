@@ -7,8 +7,10 @@ import logging
 
 from django.utils import timezone
 
+from .._consistency import delete_quietly
 from ..client import dual_storage
 from ..exceptions import DualStorageError
+from ..models import Dataset
 from ..store import Store, multipart
 from .folders import abort_folder
 from .refusals import UploadRefused, datasets_location
@@ -20,8 +22,13 @@ logger = logging.getLogger(__name__)
 def _drop(store: Store, session: UploadSession) -> None:
     if session.kind == UploadSession.Kind.FOLDER:
         abort_folder(store, session)
-    else:
-        multipart.abort(store, session.bucket, session.key, session.upload_id)
+        return
+    multipart.abort(store, session.bucket, session.key, session.upload_id)
+    # A complete whose process died before the row leaves an object (and some stores
+    # answer the abort of a completed upload with success). The key is this session's
+    # alone, so an object there that no row points at is that orphan.
+    if not Dataset.objects.filter(file=session.key).exists():
+        delete_quietly(store, session.bucket, session.key)
 
 
 def cancel(session: UploadSession) -> None:

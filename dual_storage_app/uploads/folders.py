@@ -22,7 +22,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from .._consistency import delete_quietly
-from ..exceptions import DualStorageError, InvalidKey, ObjectExists
+from ..exceptions import DualStorageError, InvalidKey, ObjectExists, ObjectNotFound
 from ..keys import validate_key
 from ..kinds import REGISTRY
 from ..manifests import MANIFEST_SUFFIX
@@ -283,9 +283,16 @@ def complete_folder(session: UploadSession, *, user: Any) -> Dataset:
             elif present[key] != upload.size:
                 problems.append(f"{upload.path!r} is {present[key]:,} bytes, not {upload.size:,}")
             continue
-        parts = (
-            multipart.stored_parts(store, bucket, key, upload.upload_id) if upload.upload_id else []
-        )
+        try:
+            parts = (
+                multipart.stored_parts(store, bucket, key, upload.upload_id)
+                if upload.upload_id
+                else []
+            )
+        except ObjectNotFound:  # completed by a request that died before the row
+            if present.get(key) != upload.size:
+                problems.append(f"{upload.path!r}: the store no longer has its upload")
+            continue
         found = _large_file_problems(upload, parts)
         problems += [f"{upload.path!r}: {problem}" for problem in found]
         if not found:

@@ -18,10 +18,10 @@ from django.db import transaction
 from django.utils import timezone
 
 from .._consistency import delete_quietly
-from ..exceptions import ObjectExists
+from ..exceptions import ObjectExists, ObjectNotFound
 from ..kinds import REGISTRY
 from ..models import Dataset, safe_segment, unique_key
-from ..store import multipart
+from ..store import Store, multipart
 from ..store.multipart import SignedPart, StoredPart
 from ..store.transfer import guess_content_type
 from .checking import check_later
@@ -174,27 +174,12 @@ def complete(session: UploadSession, claimed: Any, *, user: Any) -> Dataset:
         return session.dataset  # a repeated request (the answer was lost)
     require_active(session)
     store, _ = datasets_location()
-    parts = multipart.stored_parts(store, session.bucket, session.key, session.upload_id)
-    problems = _part_problems(session, parts)
-    if claimed is not None:
-        for number, sha256 in sorted(part_checksums(session, claimed).items()):
-            if session.checksum_of(number) != sha256:
-                problems.append(f"part {number} was signed for other bytes; send it again")
-        missing = set(range(1, session.part_count + 1)) - {
-            n for n in part_checksums(session, claimed)
-        }
-        problems += [f"part {n} is not in the list sent" for n in sorted(missing)]
-    if problems:
-        raise refusal(problems)
-    checksums = {n: c for n in range(1, session.part_count + 1) if (c := session.checksum_of(n))}
     try:
-        etag = multipart.complete(
-            store, session.bucket, session.key, session.upload_id, parts, checksums
-        )
-    except ObjectExists as exc:
-        multipart.abort(store, session.bucket, session.key, session.upload_id)
-        UploadSession.objects.filter(pk=session.pk).update(state=UploadSession.State.ABORTED)
-        raise UploadRefused(f"{exc} The upload was cancelled.", status=409) from exc
+        parts = multipart.stored_parts(store, session.bucket, session.key, session.upload_id)
+    except ObjectNotFound:  # NoSuchUpload: completed by a request that died before its row?
+        etag = _completed_earlier(store, session)
+    else:
+        etag = _check_and_complete(store, session, parts, claimed)
     try:
         with transaction.atomic():
             dataset = Dataset.objects.create(
@@ -218,6 +203,47 @@ def complete(session: UploadSession, claimed: Any, *, user: Any) -> Dataset:
         raise
     session.refresh_from_db()
     return dataset
+
+
+def _check_and_complete(
+    store: Store, session: UploadSession, parts: list[StoredPart], claimed: Any
+) -> str:
+    """Refuse parts that are not the file's; complete the upload; the object's ETag."""
+    problems = _part_problems(session, parts)
+    if claimed is not None:
+        for number, sha256 in sorted(part_checksums(session, claimed).items()):
+            if session.checksum_of(number) != sha256:
+                problems.append(f"part {number} was signed for other bytes; send it again")
+        missing = set(range(1, session.part_count + 1)) - {
+            n for n in part_checksums(session, claimed)
+        }
+        problems += [f"part {n} is not in the list sent" for n in sorted(missing)]
+    if problems:
+        raise refusal(problems)
+    checksums = {n: c for n in range(1, session.part_count + 1) if (c := session.checksum_of(n))}
+    try:
+        return multipart.complete(
+            store, session.bucket, session.key, session.upload_id, parts, checksums
+        )
+    except ObjectExists as exc:
+        multipart.abort(store, session.bucket, session.key, session.upload_id)
+        UploadSession.objects.filter(pk=session.pk).update(state=UploadSession.State.ABORTED)
+        raise UploadRefused(f"{exc} The upload was cancelled.", status=409) from exc
+
+
+def _completed_earlier(store: Store, session: UploadSession) -> str:
+    """The ETag of the object an earlier complete made before its process died (the key
+    is this session's alone, and the read-back checks every part); refused when the
+    store holds no such object (the upload was aborted)."""
+    try:
+        info = store.head(session.bucket, session.key)
+    except ObjectNotFound:
+        info = None
+    if info is None or info.size != session.size:
+        raise UploadRefused(
+            "The store no longer has this upload (it was aborted); start it again.", status=409
+        )
+    return info.etag
 
 
 def _dataset_name(session: UploadSession) -> str:

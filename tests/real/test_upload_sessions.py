@@ -378,3 +378,53 @@ def test_a_wrong_check_setting_is_named(browser: Browser, settings: SettingsWrap
     assert (status, answer["error"]) == (503, "Uploads are not configured on this site.")
     with pytest.raises(ConfigurationError, match=r"\['CHECK'\] must be one of"):
         upload_limits()
+
+
+def complete_behind_our_back(s3_servers: Any, session: dict[str, Any]) -> None:
+    """What a complete request does before its process dies: the store's upload is
+    completed, and no row is written."""
+    row = UploadSession.objects.get(pk=session["id"])
+    client = s3_servers["external"].client()
+    parts = client.list_parts(Bucket=row.bucket, Key=row.key, UploadId=row.upload_id)["Parts"]
+    client.complete_multipart_upload(
+        Bucket=row.bucket,
+        Key=row.key,
+        UploadId=row.upload_id,
+        MultipartUpload={
+            "Parts": [
+                {
+                    "PartNumber": p["PartNumber"],
+                    "ETag": p["ETag"],
+                    "ChecksumSHA256": row.checksums[str(p["PartNumber"])],
+                }
+                for p in parts
+            ]
+        },
+    )
+
+
+def test_a_complete_whose_process_died_is_finished_by_the_next(
+    browser: Browser, s3_servers: Any
+) -> None:
+    data = os.urandom(PART + 11)
+    session = browser.send_all(data)
+    complete_behind_our_back(s3_servers, session)
+    status, done = browser.complete(session, data)  # the browser's retry
+    assert status == 200, done
+    assert check_upload(session["id"]) == "ready"
+    assert Dataset.objects.get(pk=done["dataset"]["id"]).sha256 == hashlib.sha256(data).hexdigest()
+
+
+def test_an_expired_session_whose_complete_died_leaves_no_orphan(
+    browser: Browser, direct: DualStorageClient, s3_servers: Any
+) -> None:
+    data = os.urandom(PART + 11)
+    session = browser.send_all(data)
+    complete_behind_our_back(s3_servers, session)
+    assert stored(direct, session["key"]) == data
+    UploadSession.objects.filter(pk=session["id"]).update(
+        expires_at=timezone.now() - timedelta(seconds=1)
+    )
+    call_command("dualstorage_cleanup_uploads", "--json", stdout=io.StringIO())
+    assert stored(direct, session["key"]) is None
+    assert UploadSession.objects.get(pk=session["id"]).state == "expired"
