@@ -1,5 +1,6 @@
 """Where a download lands: a file descriptor filled by parallel ranged GETs, hashed by a
-thread that follows them, inside a temporary file renamed into place only when complete.
+thread (a process, for a large object) that follows them, inside a temporary file
+renamed into place only when complete.
 
 Keys reaching this module are already validated (by :class:`~.facade.Store`); the caller
 verifies the hash (:mod:`.integrity`).
@@ -14,7 +15,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO
 
-from .hashing import PrefixHasher
+from .hashing import Hasher, prefix_hasher
 from .ranged_download import download_into
 from .transfer import progress_callback
 
@@ -42,23 +43,32 @@ def download_to_descriptor(
     ``extra_args`` go with every GET (an SSE-C key)."""
     sink.flush()
     fd = sink.fileno()
-    hasher = PrefixHasher(fd)
+    hashers: list[Hasher] = []  # made once the first GET tells the size
+
+    def start_hashing(size: int) -> None:
+        hashers.append(prefix_hasher(fd, size))
+
+    def advance(ready: int) -> None:
+        hashers[0].advance(ready)
+
     try:
         size = download_into(
             client,
             bucket,
             key,
             fd,
-            on_contiguous=hasher.advance,
+            on_size=start_hashing,
+            on_contiguous=advance,
             on_bytes=progress_callback(),
             extra_args=extra_args,
         )
     except BaseException:
-        hasher.abandon()
+        for hasher in hashers:
+            hasher.abandon()
         raise
     os.ftruncate(fd, size)  # a reused sink may have held more
     sink.seek(size)
-    return size, hasher.finish(size)
+    return size, hashers[0].finish(size)
 
 
 @contextmanager
