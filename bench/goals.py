@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from .browser_uploads import Measured
 from .contenders import DIAGNOSTIC, OURS
 from .links import OPERATION as PRESIGN
 from .migration import OPERATION as MIGRATE
@@ -19,6 +20,12 @@ TRANSFER_RATIO = 0.95
 SCHEMA_RATIO = 20.0
 PRESIGNS_PER_SECOND = 20_000
 MIGRATION_RATIO = 0.5
+# "Direct must leave the Django worker nearly idle": the web process's CPU for a direct
+# upload at most this share of the form upload's, same file. Its work is a few JSON
+# requests per file (signing, completing, polls), while the form's grows with every byte
+# (parse, temp file, copy to the store, SHA-256); at 10 %, one web process serves ten
+# direct uploads for the CPU of one through the form.
+BROWSER_CPU_SHARE = 0.10
 RAW_PRESIGN = "boto3 generate_presigned_url"
 RAW_GET = "boto3 get_object"
 
@@ -88,11 +95,54 @@ def _migration(results: list[Result]) -> Verdict:
     return Verdict(goal, "; ".join(figures) or "-", met if figures else None)
 
 
+def _browser_idle(rows: list[Measured] | None) -> Verdict:
+    """The direct upload's web-process CPU against the form upload's (same file).
+
+    Judged on ``CHECK: "task"`` when it was measured: that configuration takes the
+    read-back (a full read and SHA-256 of the object) out of the web process, which is
+    what big files need. ``CHECK: "thread"`` is reported in the same line, with and
+    without the read-back its web process ran.
+    """
+    goal = (
+        f"direct browser upload leaves Django nearly idle: web CPU <= "
+        f"{BROWSER_CPU_SHARE:.0%} of the form upload's"
+    )
+    form = next((r for r in rows or [] if r.case == "form" and r.ok), None)
+    direct = [r for r in rows or [] if r.case == "direct"]
+    measured = {r.check: r for r in direct if r.ok}
+    if form is None or not form.django_cpu or not measured:
+        return Verdict(goal, "-", None)
+    base = form.django_cpu
+    judged = measured.get("task") or measured["thread"]
+    figures = [f"form {base:.2f} s"]
+    for row in direct:
+        if not row.ok or row.django_cpu is None:
+            figures.append(f'CHECK "{row.check}": {row.note}')
+            continue
+        figure = f'CHECK "{row.check}": {row.django_cpu:.2f} s = {row.django_cpu / base:.1%}'
+        if row.worker_cpu is not None:
+            figure += f" (db_worker {row.worker_cpu:.2f} s)"
+        if row.readback_cpu is not None:
+            without = row.django_cpu - row.readback_cpu
+            figure += (
+                f" (read-back {row.readback_cpu:.2f} s of it; without it "
+                f"{without:.2f} s = {without / base:.1%})"
+            )
+        figures.append(figure + (" <- judged" if row is judged else ""))
+    assert judged.django_cpu is not None
+    return Verdict(goal, "; ".join(figures), judged.django_cpu <= BROWSER_CPU_SHARE * base)
+
+
 def judge(
-    results: list[Result], memory_failures: list[str] | None, memory_sizes: str = ""
+    results: list[Result],
+    memory_failures: list[str] | None,
+    memory_sizes: str = "",
+    *,
+    browser: list[Measured] | None = None,
 ) -> list[Verdict]:
     """Every goal; ``memory_failures`` lists the memory paths that did not pass at
-    ``memory_sizes`` (None: the memory section did not run)."""
+    ``memory_sizes`` (None: the memory section did not run); ``browser``: the browser
+    section's rows (None: not run)."""
     verdicts = [_transfer(results, "upload"), _transfer(results, "download")]
     verdicts.append(
         _rate(
@@ -118,6 +168,7 @@ def judge(
         figure = f"{memory_sizes}: " + ("every path PASS" if not memory_failures else failed)
         verdicts.append(Verdict(memory_goal, figure, not memory_failures))
     verdicts.append(_migration(results))
+    verdicts.append(_browser_idle(browser))
     return verdicts
 
 

@@ -5,8 +5,10 @@ file of each size, then times upload and download for every contender (median of
 ``--repeat`` rounds, the contenders' order rotated each round to cancel drift, with the
 CPU seconds each run cost the bench and the server), presigns for 1,000 keys, reads a
 10 KB schema 1,000 times, measures the peak RSS of every path, times a migration from a
-second SeaweedFS to the first (ours against rclone and s5cmd), and ends with a verdict
-on each of issue 5's goals. Nothing leaves 127.0.0.1.
+second SeaweedFS to the first (ours against rclone and s5cmd), uploads datasets from
+Chromium through the admin (form against direct, and a folder; not with ``--quick``
+unless named in ``--only``), and ends with a verdict on each of issue 5's goals. Nothing
+leaves 127.0.0.1.
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ import boto3
 
 from dual_storage_app.testing.server import LocalS3Server, free_port_pair
 
-from . import goals, links, memory, migration, schemas
+from . import browser_uploads, goals, links, memory, migration, schemas
 from .contenders import OURS, Contender, our_store, warm_up
 from .cpu import CpuMeter, sha256_rate
 from .lineup import all_contenders
@@ -38,7 +40,8 @@ REPO = Path(__file__).resolve().parent.parent
 BUCKET = "bench"
 QUICK_SIZES = ["8MiB", "40MiB"]
 FULL_SIZES = ["500MB", "1GiB"]
-SECTIONS = ("transfers", "links", "schemas", "rss", "memory", "migration")
+SECTIONS = ("transfers", "links", "schemas", "rss", "memory", "migration", "browser")
+NOT_QUICK = ("browser",)  # minutes even when small: left out of --quick unless named
 QUICK_MEMORY_SIZES = ["8MiB", "64MiB"]
 FULL_MEMORY_SIZES = ["256MiB", "1GiB", "2GiB"]
 
@@ -78,8 +81,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--only",
         nargs="+",
         choices=SECTIONS,
-        default=list(SECTIONS),
-        help="run only these sections (default: all)",
+        help="run only these sections (default: all; --quick leaves out browser)",
     )
     parser.add_argument(
         "--migration-objects", type=int, help="small objects migrated (default 1000; quick 200)"
@@ -87,7 +89,23 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--migration-large", help="the one large object migrated (default 1GiB; quick 64MiB)"
     )
+    parser.add_argument(
+        "--browser-size", help="the file uploaded from the browser (default 1GiB; quick 32MiB)"
+    )
+    parser.add_argument(
+        "--browser-folder",
+        help="the folder uploaded from the browser, COUNTxSIZE (default 2000x256KiB)",
+    )
     args = parser.parse_args(argv)
+    args.only = args.only or [s for s in SECTIONS if not (args.quick and s in NOT_QUICK)]
+    size, files, file_size = (
+        browser_uploads.QUICK_FIGURES if args.quick else browser_uploads.FULL_FIGURES
+    )
+    if args.browser_folder:
+        files, file_size = browser_uploads.parse_folder(args.browser_folder)
+    args.browser = browser_uploads.Figures(
+        parse_size(args.browser_size) if args.browser_size else size, max(1, files), file_size
+    )
     objects, large = migration.QUICK_FIGURES if args.quick else migration.FULL_FIGURES
     args.migration_objects = max(1, args.migration_objects or objects)
     args.migration_large = parse_size(args.migration_large) if args.migration_large else large
@@ -287,6 +305,9 @@ def main(argv: list[str] | None = None) -> int:
                     repeat=args.repeat,
                 )
                 results += moved
+            browser_rows, browser_text = None, ""
+            if "browser" in args.only:
+                browser_rows, browser_text = browser_uploads.run(server, workdir, args.browser)
         finally:
             server.kill()  # throw-away data: skip SeaweedFS's ~15 s graceful stop
     print(
@@ -302,10 +323,12 @@ def main(argv: list[str] | None = None) -> int:
         print("\n" + format_rss(peaks, max(args.sizes)))
     if memory_table:
         print("\n" + memory_table)
-    verdicts = goals.judge(results, memory_failures, ", ".join(memory_sizes))
+    if browser_text:
+        print("\n" + browser_text)
+    verdicts = goals.judge(results, memory_failures, ", ".join(memory_sizes), browser=browser_rows)
     print("\n" + goals.format_goals(verdicts))
-    failed = [r for r in results if r.note and r.note.startswith("error")]
-    return 1 if failed else 0
+    notes = [r.note for r in results] + [r.note for r in browser_rows or []]
+    return 1 if any(note and note.startswith("error") for note in notes) else 0
 
 
 if __name__ == "__main__":

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from bench.goals import judge
+from bench.browser_uploads import Measured
+from bench.goals import Verdict, judge
 from bench.links import OPERATION as PRESIGN
 from bench.report import MB, Result
 from bench.schemas import OPERATION as SCHEMA
@@ -76,3 +77,38 @@ def test_sections_left_out_are_not_run_and_memory_failures_are_named() -> None:
     (memory,) = [v for v in judge([], ["admin: add-form POST"], "2GiB") if "RSS" in v.goal]
     assert memory.met is False and "admin: add-form POST" in memory.figure
     assert verdicts([], memory=[])["peak"] is True
+
+
+def browser_rows(form: float, thread: float, readback: float, task: float | None) -> list[Measured]:
+    gib = 1024**3
+    rows = [
+        Measured("form", "", gib, seconds=10.0, django_cpu=form),
+        Measured("direct", "thread", gib, seconds=8.0, django_cpu=thread, readback_cpu=readback),
+    ]
+    if task is not None:
+        rows.append(Measured("direct", "task", gib, seconds=8.0, django_cpu=task, worker_cpu=2.0))
+    return rows
+
+
+def browser_verdict(rows: list[Measured] | None) -> Verdict:
+    (verdict,) = [v for v in judge([], None, browser=rows) if v.goal.startswith("direct browser")]
+    return verdict
+
+
+def test_the_browser_goal_is_judged_on_check_task_and_reports_the_thread_read_back() -> None:
+    met = browser_verdict(browser_rows(form=8.0, thread=2.4, readback=2.2, task=0.3))
+    assert met.met is True  # 0.3 / 8.0 = 3.8%
+    assert 'CHECK "thread": 2.40 s = 30.0%' in met.figure
+    assert "without it 0.20 s = 2.5%" in met.figure
+    assert 'CHECK "task": 0.30 s = 3.8% (db_worker 2.00 s) <- judged' in met.figure
+    assert browser_verdict(browser_rows(8.0, 2.4, 2.2, task=0.9)).met is False  # 11%
+
+
+def test_the_browser_goal_falls_back_to_check_thread_whole_and_needs_the_form_row() -> None:
+    # Without a task row, the thread row is judged with its read-back counted.
+    assert browser_verdict(browser_rows(8.0, thread=2.4, readback=2.2, task=None)).met is False
+    assert browser_verdict(browser_rows(8.0, thread=0.5, readback=0.3, task=None)).met is True
+    failed_form = browser_rows(8.0, 2.4, 2.2, 0.3)
+    failed_form[0].note = "error: boom"
+    assert browser_verdict(failed_form).met is None
+    assert browser_verdict(None).met is None
