@@ -69,7 +69,10 @@ def check_wheel_contents(wheel: Path) -> None:
         f"unexpected top-level entries in {wheel.name}: {tops}",
     )
     check("License-Expression: MIT" in metadata, "METADATA has no License-Expression: MIT")
-    say(f"{wheel.name}: {len(names)} files, templates, static files and py.typed present, no {TOP_LEVEL_REFUSED}")
+    say(
+        f"{wheel.name}: {len(names)} files, templates, static files and py.typed present, "
+        f"no {TOP_LEVEL_REFUSED}"
+    )
 
 
 def check_installed_not_source() -> None:
