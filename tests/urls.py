@@ -4,4 +4,5 @@ from django.urls import include, path
 urlpatterns = [
     path("admin/", admin.site.urls),
     path("storage/", include("dual_storage_app.urls")),
+    path("runs/new/", include("tests.testapp.dataset_form")),
 ]

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 
+from django.db import transaction
 from django.utils import timezone
 
 from .._consistency import delete_quietly
@@ -32,15 +33,21 @@ def _drop(store: Store, session: UploadSession) -> None:
 
 
 def cancel(session: UploadSession) -> None:
-    """Cancel the upload; the session is kept as cancelled."""
-    if session.state == UploadSession.State.ABORTED:
-        return
-    if session.state != UploadSession.State.ACTIVE:
-        raise UploadRefused(f"This upload is {session.get_state_display()}.", status=409)
+    """Cancel the upload; the session is kept as cancelled. The state changes first,
+    under the session's row lock, so a sign request still running either finished
+    creating its uploads (dropped below) or sees the cancel and creates none."""
     store, _ = datasets_location()
-    _drop(store, session)
-    UploadSession.objects.filter(pk=session.pk).update(state=UploadSession.State.ABORTED)
+    with transaction.atomic():
+        locked = UploadSession.objects.select_for_update().get(pk=session.pk)
+        if locked.state == UploadSession.State.ABORTED:
+            session.state = locked.state
+            return
+        if locked.state != UploadSession.State.ACTIVE:
+            raise UploadRefused(f"This upload is {locked.get_state_display()}.", status=409)
+        locked.state = UploadSession.State.ABORTED
+        locked.save(update_fields=["state"])
     session.state = UploadSession.State.ABORTED
+    _drop(store, session)
 
 
 def abort_expired(*, dry_run: bool = False) -> list[UploadSession]:

@@ -15,12 +15,13 @@ import base64
 import hashlib
 import logging
 import threading
+import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
-from django.db import connections, transaction
+from django.db import OperationalError, connections, transaction
 from django.db.models import Q
 from django.utils import timezone
 from django.utils.module_loading import import_string
@@ -41,6 +42,7 @@ FOLDER_READERS = 8  # files of a folder read at once
 # In the jobs sub-app, which this package never imports (it works without it): named.
 ENQUEUE_TASK = "dual_storage_app.jobs.tasks.enqueue_upload_check"
 MIN_LEASE = timedelta(minutes=10)
+CLAIM_ATTEMPTS = 5
 SLOWEST_READ = 10 * 1024 * 1024  # bytes per second a lease allows for, at the least
 
 
@@ -91,6 +93,23 @@ def read_parts(
     return whole.hexdigest(), read, bad
 
 
+def _claim(session_id: Any, now: datetime, lease: datetime) -> bool:
+    """Take the check's lease unless someone holds it. A database busy with the upload's
+    own writes (SQLite answers "locked") is asked again, briefly."""
+    for attempt in range(CLAIM_ATTEMPTS):
+        try:
+            return bool(
+                UploadSession.objects.filter(pk=session_id)
+                .filter(Q(check_lease__isnull=True) | Q(check_lease__lt=now))
+                .update(check_lease=lease)
+            )
+        except OperationalError:
+            if attempt == CLAIM_ATTEMPTS - 1:
+                raise
+            time.sleep(0.2 * (attempt + 1))
+    return False
+
+
 def check_upload(session_id: Any) -> str | None:
     """Check a completed upload if no one else is: record its SHA-256 and mark its row
     "ready", or "corrupt". The new status, or ``None`` when there was nothing to do (or
@@ -105,12 +124,7 @@ def check_upload(session_id: Any) -> str | None:
         return None
     now = timezone.now()
     lease = now + max(MIN_LEASE, timedelta(seconds=session.size / SLOWEST_READ))
-    claimed = (
-        UploadSession.objects.filter(pk=session.pk)
-        .filter(Q(check_lease__isnull=True) | Q(check_lease__lt=now))
-        .update(check_lease=lease)
-    )
-    if not claimed:
+    if not _claim(session.pk, now, lease):
         return None
     store, _ = dual_storage.locate("datasets")
     check = _check_folder if session.kind == UploadSession.Kind.FOLDER else _check_file

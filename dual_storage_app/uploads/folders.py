@@ -196,6 +196,9 @@ def sign_folder(
     store, bucket = datasets_location()
     signed: list[FolderSignature] = []
     with transaction.atomic():
+        # The session's row lock orders this against a cancel: a cancel that came first
+        # is seen here; one that comes later waits, then finds every upload id created.
+        require_active(UploadSession.objects.select_for_update().get(pk=session.pk))
         files = _files_by_index(session, set(wanted))
         for index, requested in sorted(wanted.items()):
             upload = UploadedFile.objects.select_for_update().get(pk=files[index].pk)
@@ -342,11 +345,15 @@ def _large_file_problems(upload: UploadedFile, parts: list[multipart.StoredPart]
 
 
 def abort_folder(store: Store, session: UploadSession) -> None:
-    """Drop what a folder upload stored: its large files' parts and its small files."""
-    for upload in session.files.exclude(upload_id=""):
+    """Drop what a folder upload stored: the parts of its large files (every multipart
+    upload under its prefix, recorded or not) and its small files."""
+    prefix = session.key + "/"
+    for upload in store.multipart_uploads(session.bucket):
+        if not upload.key.startswith(prefix):
+            continue
         try:
-            multipart.abort(store, session.bucket, file_key(session, upload.path), upload.upload_id)
+            store.abort_multipart_upload(upload)
         except DualStorageError as exc:  # completed or gone: its object goes below
-            logger.warning("Could not abort the upload of %s: %s", upload.path, exc)
-    for info in store.list(session.bucket, session.key + "/"):
+            logger.warning("Could not abort the upload of %s: %s", upload.key, exc)
+    for info in store.list(session.bucket, prefix):
         delete_quietly(store, session.bucket, info.key)

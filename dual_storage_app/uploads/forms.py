@@ -4,12 +4,12 @@ direct upload (the file went from the browser to the external store, see
 off: the file comes through the form as usual).
 
 - :class:`DirectUploadWidget` renders the ordinary ``<input type="file" name="NAME">`` in
-  a ``<div data-dual-upload>`` with a hidden ``NAME__upload`` input, the progress bar and
-  the Pause / Resume / Cancel buttons. Its value is the upload session's id when
-  ``NAME__upload`` is filled in, else the uploaded file.
+  a ``<div data-dual-upload>`` with a hidden ``NAME__upload`` input, the "Choose a
+  folder…" control, the progress bar and the Pause / Resume / Cancel buttons. Its value
+  is the upload session's id when ``NAME__upload`` is filled in, else the uploaded file.
 - :class:`DatasetUploadField` (any form) cleans that value to a :class:`~..models.Dataset`:
-  the finished upload's row, or an unsaved row holding the uploaded file, so
-  ``dataset = form.cleaned_data["dataset"]; dataset.save()`` works for both.
+  the finished upload's row (a file or a folder), or an unsaved row holding the uploaded
+  file, so ``dataset = form.cleaned_data["dataset"]; dataset.save()`` works for all.
 - :class:`DatasetAdminForm` (the admin's add page) records a finished upload by
   switching ``form.instance`` to the upload's row, and an uploaded file as any model
   form would.
@@ -44,9 +44,15 @@ SESSION_SUFFIX = "__upload"
 
 _NAME_LENGTH = Dataset._meta.get_field("name").max_length or 255
 
+SERVER_FIELDS = ("bucket", "size", "sha256", "content_type", "etag", "status", "file_count")
+"""The columns of a direct upload's row that only the server writes (completing it, then
+reading it back): :class:`DatasetUploadField` leaves them unloaded, so ``dataset.save()``
+never writes them back over the read-back's result."""
+
 UNKNOWN_UPLOAD = "Unknown upload."
 UNFINISHED_UPLOAD = "This upload is not finished."
 CORRUPT_UPLOAD = "This upload is corrupt: the stored bytes are not the file's. Upload it again."
+FOLDER_UPLOAD = "Choose a file, not a folder."
 
 
 def session_field_name(name: str) -> str:
@@ -56,10 +62,12 @@ def session_field_name(name: str) -> str:
 
 class DirectUploadWidget(forms.ClearableFileInput):
     """A file input that ``direct_upload.js`` turns into a direct, resumable upload to
-    the external store; without JavaScript it is the ordinary file input.
+    the external store, of a file or (a second control, or a drop) of a folder; without
+    JavaScript it is the ordinary file input.
 
     ``direct=False`` renders it without the start URL: the script leaves it alone (the
     admin's change page, where a new file replaces the row's object through Django).
+    ``folders=False`` renders it without the folder control (single files only).
     """
 
     template_name = "dual_storage_app/widgets/direct_upload.html"
@@ -68,9 +76,12 @@ class DirectUploadWidget(forms.ClearableFileInput):
         js = ("dual_storage_app/direct_upload.js",)
         css: ClassVar[dict[str, tuple[str, ...]]] = {"all": ("dual_storage_app/direct_upload.css",)}
 
-    def __init__(self, attrs: dict[str, Any] | None = None, *, direct: bool = True) -> None:
+    def __init__(
+        self, attrs: dict[str, Any] | None = None, *, direct: bool = True, folders: bool = True
+    ) -> None:
         super().__init__(attrs)
         self.direct = direct
+        self.folders = folders
 
     def start_url(self) -> str:
         """Where the script starts a session; empty when the project did not include
@@ -79,6 +90,15 @@ class DirectUploadWidget(forms.ClearableFileInput):
             return ""
         try:
             return reverse("dual_storage_app:upload-start")
+        except NoReverseMatch:
+            return ""
+
+    def start_folder_url(self) -> str:
+        """Where the script starts a folder upload; empty without folders (or URLs)."""
+        if not (self.direct and self.folders):
+            return ""
+        try:
+            return reverse("dual_storage_app:upload-start-folder")
         except NoReverseMatch:
             return ""
 
@@ -92,6 +112,7 @@ class DirectUploadWidget(forms.ClearableFileInput):
                 "session_name": session_field_name(name),
                 "session_id": session_id,
                 "start_url": self.start_url(),
+                "start_folder_url": self.start_folder_url() if self.start_url() else "",
             }
         )
         return context
@@ -141,16 +162,24 @@ class DirectUploadFileField(forms.FileField):
     the :class:`~.session.UploadSession` (checked by :func:`finished_session`), or to
     whatever Django's ``FileField`` gives (a file, the initial file, ``False``, ``None``).
 
-    ``user`` (set it per form, e.g. ``form.fields["file"].user = request.user``) limits
-    the sessions to that user's."""
+    ``user`` (set it per request with :func:`limit_uploads_to`) limits the sessions to
+    that user's. ``folders=False`` offers no folder upload and refuses
+    a folder's session."""
 
     widget = DirectUploadWidget
 
     def __init__(
-        self, *, user: AbstractBaseUser | AnonymousUser | None = None, **kwargs: Any
+        self,
+        *,
+        user: AbstractBaseUser | AnonymousUser | None = None,
+        folders: bool = True,
+        **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
         self.user = user
+        self.folders = folders
+        if isinstance(self.widget, DirectUploadWidget):
+            self.widget.folders = folders
 
     def to_python(self, data: Any) -> Any:
         if isinstance(data, str):
@@ -160,18 +189,33 @@ class DirectUploadFileField(forms.FileField):
     def clean(self, data: Any, initial: Any = None) -> Any:
         value = super().clean(data, initial)
         if isinstance(value, str):
-            return finished_session(value, user=self.user)
+            session = finished_session(value, user=self.user)
+            if not self.folders and session.kind == session.Kind.FOLDER:
+                raise ValidationError(FOLDER_UPLOAD, code="folder_upload")
+            return session
         return value
 
 
-class DatasetUploadField(DirectUploadFileField):
-    """A dataset, uploaded straight to the external store or through the form.
+def limit_uploads_to(form: forms.BaseForm, user: AbstractBaseUser | AnonymousUser) -> None:
+    """Make every direct-upload field of ``form`` take only ``user``'s finished uploads
+    (call it in the view, after building the form, with ``request.user``)."""
+    for field in form.fields.values():
+        if isinstance(field, DirectUploadFileField):
+            field.user = user
 
-    Cleans to a :class:`~..models.Dataset`: a finished direct upload's row (saved), or an
-    unsaved ``Dataset(name=<file name>, file=<the file>)`` when the file came through the
-    form; ``dataset.save()`` then stores it (and does nothing new for the saved row). An
-    empty, not required field cleans to ``None``. Required and empty values behave as in
-    Django's ``FileField``."""
+
+class DatasetUploadField(DirectUploadFileField):
+    """A dataset, uploaded straight to the external store (a file or a folder) or through
+    the form (a file).
+
+    Cleans to a :class:`~..models.Dataset`: a finished direct upload's row (saved; a
+    folder's has ``file_count`` and, once verified, its manifest as the object), or an
+    unsaved ``Dataset(name=<file name>, file=<the file>, uploaded_by=<user>)`` when the
+    file came through the form; ``dataset.save()`` then stores it. The direct upload's
+    row comes without :data:`SERVER_FIELDS` loaded, so its ``save()`` writes only the
+    others (name, description...) while the server may be recording the SHA-256; reading
+    such a field loads it fresh. An empty, not required field cleans to ``None``.
+    Required and empty values behave as in Django's ``FileField``."""
 
     def clean(self, data: Any, initial: Any = None) -> Dataset | None:
         value = super().clean(data, initial)
@@ -181,23 +225,29 @@ class DatasetUploadField(DirectUploadFileField):
             return None
         if isinstance(value, UploadedFile):
             name = posixpath.basename(str(value.name or "")) or "dataset"
-            return Dataset(name=name[:_NAME_LENGTH], file=value)
+            user = self.user if self.user is not None and self.user.is_authenticated else None
+            return Dataset(
+                name=name[:_NAME_LENGTH], file=value, uploaded_by_id=user.pk if user else None
+            )
         from .session import UploadSession
 
         if not isinstance(value, UploadSession) or value.dataset is None:
             raise ValidationError(UNKNOWN_UPLOAD, code="unknown_upload")
-        return value.dataset
+        dataset = Dataset.objects.defer(*SERVER_FIELDS).filter(pk=value.dataset.pk).first()
+        if dataset is None:  # deleted since finished_session() found it
+            raise ValidationError(UNKNOWN_UPLOAD, code="unknown_upload")
+        return dataset
 
 
 class DatasetAdminForm(forms.ModelForm):  # type: ignore[type-arg]
     """The admin's dataset form: name, file and description.
 
-    On the add page the file may be a finished direct upload: :meth:`clean` then makes
-    the upload's ``Dataset`` row the form's instance (so saving updates that row with the
-    form's name and description instead of inserting another) and keeps the row's key.
-    ``direct_session`` is that session (else ``None``); the admin checks that its user is
-    the request's. An uploaded file is handled as by any model form. An empty name takes
-    the file's.
+    On the add page the file may be a finished direct upload (a file or a folder):
+    :meth:`clean` then makes the upload's ``Dataset`` row the form's instance (so saving
+    updates that row with the form's name and description instead of inserting another)
+    and keeps the row's key. ``direct_session`` is that session (else ``None``); the
+    admin checks that its user is the request's. An uploaded file is handled as by any
+    model form. An empty name takes the file's (or the folder's).
     """
 
     direct_session: UploadSession | None
@@ -208,7 +258,7 @@ class DatasetAdminForm(forms.ModelForm):  # type: ignore[type-arg]
         field_classes: ClassVar[dict[str, type[forms.Field]]] = {"file": DirectUploadFileField}
         widgets: ClassVar[dict[str, type[forms.Widget]]] = {"file": DirectUploadWidget}
         help_texts: ClassVar[dict[str, str]] = {
-            "name": "A human-readable name; empty: the file's name."
+            "name": "A human-readable name; empty: the file's (or folder's) name."
         }
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:

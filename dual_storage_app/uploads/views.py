@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Callable
-from functools import wraps
+from functools import partial, wraps
 from typing import Any
 from uuid import UUID
 
@@ -33,6 +33,8 @@ from .session import UploadSession
 logger = logging.getLogger(__name__)
 
 MAX_BODY_BYTES = 2 * 1024 * 1024  # a sign or complete request of 10,000 parts fits
+# A folder's file list: 100,000 paths of up to ~600 bytes each.
+MAX_FOLDER_BODY_BYTES = 64 * 1024 * 1024
 
 JsonView = Callable[..., JsonResponse]
 
@@ -41,9 +43,9 @@ def _error(message: str, status: int) -> JsonResponse:
     return JsonResponse({"error": message}, status=status)
 
 
-def _json_view(view: JsonView) -> JsonView:
-    """Permission check, JSON body, refusals and storage failures as JSON answers; and
-    no cache may keep an answer (they carry signed URLs)."""
+def _json_view(view: JsonView, max_body: int = MAX_BODY_BYTES) -> JsonView:
+    """Permission check, JSON body (at most ``max_body`` bytes), refusals and storage
+    failures as JSON answers; and no cache may keep an answer (they carry signed URLs)."""
 
     @wraps(view)
     def wrapper(request: HttpRequest, *args: Any, **kwargs: Any) -> JsonResponse:
@@ -54,7 +56,7 @@ def _json_view(view: JsonView) -> JsonView:
             response = _error("You may not add datasets.", 403)
         else:
             try:
-                response = view(request, _body(request), *args, **kwargs)
+                response = view(request, _body(request, max_body), *args, **kwargs)
             except UploadRefused as exc:
                 response = _error(str(exc), exc.status)
             except ConfigurationError as exc:
@@ -69,15 +71,18 @@ def _json_view(view: JsonView) -> JsonView:
     return wrapper
 
 
-def _body(request: HttpRequest) -> dict[str, Any]:
+def _body(request: HttpRequest, limit: int) -> dict[str, Any]:
+    """The JSON object posted, read from the stream (so Django's form-data limit,
+    ``DATA_UPLOAD_MAX_MEMORY_SIZE``, does not apply: ``limit`` does)."""
     if request.method != "POST":
         return {}
-    if len(request.body) > MAX_BODY_BYTES:
-        raise UploadRefused("The request is too large.", status=413)
-    if not request.body:
+    raw = request.body if hasattr(request, "_body") else request.read(limit + 1)
+    if len(raw) > limit:
+        raise UploadRefused(f"The request is larger than {limit:,} bytes.", status=413)
+    if not raw:
         return {}
     try:
-        body = json.loads(request.body)
+        body = json.loads(raw)
     except (ValueError, UnicodeDecodeError) as exc:
         raise UploadRefused(f"The request is not JSON: {exc}.") from exc
     if not isinstance(body, dict):
@@ -137,7 +142,7 @@ def start(request: HttpRequest, body: dict[str, Any]) -> JsonResponse:
 
 @require_POST
 @csrf_protect  # even where a project left the CSRF middleware out
-@_json_view
+@partial(_json_view, max_body=MAX_FOLDER_BODY_BYTES)
 def start_folder(request: HttpRequest, body: dict[str, Any]) -> JsonResponse:
     session, resumed = folders.start_folder(request.user, body)
     return JsonResponse({**_session(session), "resumed": resumed}, status=200 if resumed else 201)

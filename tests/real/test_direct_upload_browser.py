@@ -7,24 +7,33 @@ resumes the same session and sends only the parts the store lacks; the row's SHA
 read back by the server, is the file's. A part damaged on the way is refused by the store
 and sent again. Pause and Resume go on from what the store holds; Cancel leaves no
 multipart upload and no row.
-With JavaScript off, the same page uploads through the form as before. Screenshots of
-each stage go to ``test-artifacts/browser/direct-upload-*.png``.
+With JavaScript off, the same page uploads through the form as before. When the bucket
+has no CORS rule for the site, the widget says so and can send the file through the form
+instead. A user's own form (``tests/testapp/dataset_form.py``, the README's example) takes
+a direct upload or, JavaScript off, the file itself. Screenshots of each stage go to
+``test-artifacts/browser/direct-upload-*.png``.
 """
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest
+from django import forms
+from django.core.exceptions import ValidationError
+from django.urls import reverse
+from django.utils import timezone
 from pytest_django import Settings as SettingsWrapper
 
 from dual_storage_app.client import DualStorageClient
 from dual_storage_app.models import Dataset
 from dual_storage_app.store.transfer import MiB
 from dual_storage_app.testing.server import LocalS3Server
+from dual_storage_app.uploads.forms import DatasetUploadField
 from dual_storage_app.uploads.session import UploadSession
 from tests.helpers import (
     SCREENSHOTS,
@@ -67,6 +76,30 @@ class Store:
         listed = self.client.list_multipart_uploads(Bucket=self.bucket)
         return {upload["Key"] for upload in listed.get("Uploads", [])}
 
+    def keys_under(self, prefix: str) -> list[str]:
+        """Every key under ``prefix`` (listed page by page)."""
+        pages = self.client.get_paginator("list_objects_v2").paginate(
+            Bucket=self.bucket, Prefix=prefix
+        )
+        return [item["Key"] for page in pages for item in page.get("Contents", [])]
+
+
+def allow_browsers(client: S3Client, bucket: str, origin: str) -> None:
+    """The CORS rule ``dualstorage_cors --set`` writes: browsers at ``origin`` may PUT."""
+    client.put_bucket_cors(
+        Bucket=bucket,
+        CORSConfiguration={
+            "CORSRules": [
+                {
+                    "AllowedOrigins": [origin],
+                    "AllowedMethods": ["GET", "PUT", "HEAD"],
+                    "AllowedHeaders": ["*"],
+                    "ExposeHeaders": ["ETag"],
+                }
+            ]
+        },
+    )
+
 
 @pytest.fixture
 def store(
@@ -81,21 +114,26 @@ def store(
     settings.DUAL_STORAGE_UPLOADS = {"PART_BYTES": PART}
     _, bucket = real_storage.locate("datasets")
     client = s3_servers["external"].client()
-    client.put_bucket_cors(
-        Bucket=bucket,
-        CORSConfiguration={
-            "CORSRules": [
-                {
-                    "AllowedOrigins": [live_server.url],
-                    "AllowedMethods": ["GET", "PUT", "HEAD"],
-                    "AllowedHeaders": ["*"],
-                    "ExposeHeaders": ["ETag"],
-                }
-            ]
-        },
-    )
+    allow_browsers(client, bucket, live_server.url)
     yield Store(client, bucket)
     client.delete_bucket_cors(Bucket=bucket)
+
+
+@pytest.fixture
+def store_without_cors(
+    public_endpoint: str,
+    live_server: Any,
+    s3_servers: dict[str, LocalS3Server],
+    real_storage: DualStorageClient,
+    settings: SettingsWrapper,
+) -> Store:
+    """Direct uploads on, but no CORS rule on the datasets bucket: the store refuses
+    every browser PUT (the preflight fails), as before ``dualstorage_cors --set``."""
+    settings.DUAL_STORAGE_UPLOADS = {"PART_BYTES": PART}
+    _, bucket = real_storage.locate("datasets")
+    client = s3_servers["external"].client()
+    client.delete_bucket_cors(Bucket=bucket)
+    return Store(client, bucket)
 
 
 def shot(page: Any, name: str) -> None:
@@ -139,6 +177,12 @@ def throttle_uploads(page: Any, bytes_per_second: int) -> Callable[[], None]:
 
     conditions(bytes_per_second)
     return lambda: conditions(-1)
+
+
+def quick_retries(page: Any) -> None:
+    """Shorter backoff between tries of a PUT (the script's settings), so a test reaches
+    the pause after the retries in about a second instead of fifteen."""
+    page.evaluate("DualStorageUpload.settings.retryDelays = [100, 200, 300, 400]")
 
 
 def wait_until_checked(pk: int, timeout: float = 120) -> Dataset:
@@ -356,3 +400,170 @@ def test_without_javascript_the_form_uploads_the_file_as_before(
     assert row.status == Dataset.Status.READY
     assert not UploadSession.objects.exists()
     context.close()
+
+
+def test_a_store_without_cors_says_so_and_the_file_can_go_through_the_site(
+    browser: Any, live_server: Any, admin_user: Any, store_without_cors: Store, tmp_path: Path
+) -> None:
+    path = random_file(tmp_path / "refused.bin", 2 * PART + 99)
+    context = browser.new_context()
+    page = context.new_page()
+    log_in_to_admin(page, live_server.url)
+    page.goto(f"{live_server.url}{admin_url(Dataset, 'add')}")
+    quick_retries(page)
+    page.set_input_files("#id_file", str(path))
+    wait_for_state(page, "paused", timeout=60)
+    data = widget_data(page)
+    assert int(data["partsSent"]) >= 5 and data["partsUploaded"] == "0"
+    assert page.inner_text("[data-dual-upload-status]") == (
+        "The browser cannot reach the datasets store. Ask an administrator to run: "
+        "manage.py dualstorage_cors --check"
+    )
+    assert page.is_visible("[data-dual-upload-ordinary]")
+    assert page.is_visible("[data-dual-upload-resume]")
+    assert page.is_disabled("input[name=_save]")
+    shot(page, "09-store-refuses-the-browser")
+    session = UploadSession.objects.get(pk=data["sessionId"])
+
+    # Through this site instead: the session is cancelled, the file input is the form's
+    # again (the file still chosen), and saving posts the file to Django.
+    page.click("[data-dual-upload-ordinary]")
+    wait_for_state(page, "ordinary", timeout=30)
+    session.refresh_from_db()
+    assert session.state == UploadSession.State.ABORTED
+    assert session.key not in store_without_cors.multipart_keys()
+    assert page.get_attribute("#id_file", "name") == "file"
+    assert page.eval_on_selector("#id_file", "input => input.files.length") == 1
+    assert page.input_value(f"{WIDGET} [data-dual-upload-session]") == ""
+    assert page.inner_text("[data-dual-upload-status]") == (
+        "The file will be sent through this site when you save the form."
+    )
+    assert page.is_enabled("input[name=_save]")
+    shot(page, "10-through-the-site")
+    page.click("input[name=_save]")
+    page.wait_for_url(f"{live_server.url}{changelist(Dataset)}")
+    row = Dataset.objects.get()  # the file went with the form: Django stored it
+    assert (row.name, row.status) == ("refused.bin", Dataset.Status.READY)
+    assert row.sha256 == sha256_file(path) and row.size == path.stat().st_size
+    context.close()
+
+
+# -- a user's own form: the README's example (tests/testapp/dataset_form.py) ----------------
+
+
+def run_form_url(live_server: Any) -> str:
+    return f"{live_server.url}{reverse('start-run')}"
+
+
+def submitted(page: Any) -> dict[str, Any]:
+    """The view's JSON answer after the form was posted."""
+    page.wait_for_url(lambda url: not url.startswith("about:"))
+    answer: dict[str, Any] = json.loads(page.inner_text("body"))
+    return answer
+
+
+def test_a_users_form_takes_a_direct_upload(
+    browser: Any, live_server: Any, admin_user: Any, store: Store, tmp_path: Path
+) -> None:
+    path = random_file(tmp_path / "run-data.tar", PART + 12345)
+    context = browser.new_context()
+    page = context.new_page()
+    log_in_to_admin(page, live_server.url)
+    page.goto(run_form_url(live_server))
+    assert page.get_attribute(WIDGET, "data-dual-upload-ready") is not None
+    page.fill("#id_name", "run 7")
+    posts = form_posts(page, reverse("start-run"))
+    page.set_input_files("#id_dataset", str(path))
+    wait_for_state(page, "verifying", "done", timeout=60)
+    shot(page, "11-users-form-direct")
+    data = widget_data(page)
+    with page.expect_navigation():
+        page.click("button[type=submit]")
+    answer = submitted(page)
+    assert answer == {"run": "run 7", "dataset": int(data["datasetId"])}
+    assert posts and max(posts) < 64 * 1024  # the form, not the file
+    row = wait_until_checked(answer["dataset"])
+    assert (row.status, row.sha256) == (Dataset.Status.READY, sha256_file(path))
+    assert (row.name, row.size, row.uploaded_by) == (
+        "run-data.tar",
+        path.stat().st_size,
+        admin_user,
+    )
+    assert Dataset.objects.count() == 1
+    context.close()
+
+
+def test_a_users_form_without_javascript_uploads_the_file(
+    browser: Any, live_server: Any, admin_user: Any, store: Store, tmp_path: Path
+) -> None:
+    path = random_file(tmp_path / "plain-run.csv", MiB + 3)
+    context = browser.new_context(java_script_enabled=False)
+    page = context.new_page()
+    log_in_to_admin(page, live_server.url)
+    page.goto(run_form_url(live_server))
+    assert page.get_attribute(WIDGET, "data-dual-upload-ready") is None  # no script ran
+    assert not page.is_visible("[data-dual-upload-folder-controls]")
+    page.fill("#id_name", "run 8")
+    page.set_input_files("#id_dataset", str(path))
+    with page.expect_navigation():
+        page.click("button[type=submit]")
+    answer = submitted(page)
+    row = Dataset.objects.get(pk=answer["dataset"])
+    assert answer["run"] == "run 8"
+    assert (row.name, row.status, row.uploaded_by) == ("plain-run.csv", "ready", admin_user)
+    assert row.sha256 == sha256_file(path) and row.size == path.stat().st_size
+    assert not UploadSession.objects.exists()
+    context.close()
+
+
+def finished_upload(user: Any, kind: str = UploadSession.Kind.FILE) -> UploadSession:
+    """A completed session whose dataset the server is still reading back."""
+    key = "datasets/0123456789ab/late.bin"
+    row = Dataset.objects.create(
+        name="late.bin", file=key, bucket="datasets", size=3, status=Dataset.Status.VERIFYING
+    )
+    return UploadSession.objects.create(
+        user=user,
+        kind=kind,
+        file_name="late.bin",
+        size=3,
+        bucket="datasets",
+        key=key,
+        part_size=PART,
+        part_count=1,
+        expires_at=timezone.now(),
+        state=UploadSession.State.COMPLETED,
+        dataset=row,
+    )
+
+
+def test_saving_a_users_form_never_undoes_the_servers_check(admin_user: Any) -> None:
+    """The README's ``dataset.save()`` may run while the server records the SHA-256: the
+    row the field gives leaves the server's columns unloaded, so they are not written."""
+    session = finished_upload(admin_user)
+    field = DatasetUploadField()
+    field.user = admin_user
+    dataset = field.clean(str(session.pk))
+    assert dataset is not None and dataset.pk == session.dataset_id
+    Dataset.objects.filter(pk=dataset.pk).update(status="ready", sha256="ab" * 32)  # the check
+    dataset.name = "renamed"
+    dataset.save()
+    row = Dataset.objects.get(pk=dataset.pk)
+    assert (row.name, row.status, row.sha256) == ("renamed", "ready", "ab" * 32)
+    assert dataset.status == "ready"  # read fresh when asked for
+
+
+def test_a_field_without_folders_neither_offers_nor_takes_one(admin_user: Any) -> None:
+    class Form(forms.Form):
+        files_only = DatasetUploadField(folders=False)
+        any_dataset = DatasetUploadField()
+
+    html = Form().as_div()
+    files_only, any_dataset = html.split('name="files_only__upload"')[0], html
+    assert "data-start-url=" in files_only and "data-start-folder-url" not in files_only
+    assert any_dataset.count("data-start-folder-url=") == 1
+    field = DatasetUploadField(folders=False)
+    field.user = admin_user
+    folder = finished_upload(admin_user, UploadSession.Kind.FOLDER)
+    with pytest.raises(ValidationError, match="Choose a file, not a folder"):
+        field.clean(str(folder.pk))

@@ -422,3 +422,39 @@ def test_deleting_a_folder_dataset_deletes_its_files_after_the_commit(
         callback()
     assert list(store.list(bucket, dataset.folder_prefix)) == []
     assert not store.exists(bucket, dataset.key)
+
+
+def test_a_folder_list_beyond_djangos_form_limit_is_taken(browser: Browser) -> None:
+    """40,000 paths are ~3 MB of JSON, over Django's DATA_UPLOAD_MAX_MEMORY_SIZE (2.5
+    MiB, meant for form data) and our 2 MiB for other requests: a folder's start is
+    read from the stream, up to 64 MiB."""
+    files = [
+        {"path": f"images/{i:06d}/a-longer-file-name-{i}.jpg", "size": 0} for i in range(40_000)
+    ]
+    body = json.dumps({"name": "many", "files": files})
+    assert len(body) > 2_621_440
+    response = browser.client.post(
+        reverse("dual_storage_app:upload-start-folder"), body, content_type="application/json"
+    )
+    assert response.status_code == 201, response.content[:300]
+    assert UploadSession.objects.get(pk=response.json()["id"]).files.count() == 40_000
+
+
+def test_cancel_aborts_every_multipart_upload_under_the_folder(
+    browser: Browser, direct: DualStorageClient, s3_servers: Any
+) -> None:
+    """Even one whose id a sign request had not recorded yet (the race with cancel)."""
+    files = a_folder(count=2)
+    session = start(browser, files)
+    _, bucket = direct.locate("datasets")
+    stray = (
+        s3_servers["external"]
+        .client()
+        .create_multipart_upload(Bucket=bucket, Key=session["key"] + "/big/train.bin")["UploadId"]
+    )
+    assert browser.call(session["urls"]["abort"], {})[0] == 200
+    assert stray not in multipart_ids(s3_servers, bucket)
+    status, answer = browser.call(
+        session["urls"]["sign"], {"files": [{"index": 0, "sha256": b64sha(b"")}]}
+    )
+    assert status == 409 and "cancelled" in answer["error"]
