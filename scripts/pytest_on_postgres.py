@@ -4,9 +4,9 @@
 ``DUAL_STORAGE_TEST_POSTGRES_URL`` (default: the role ``.ci/run`` creates on the local
 cluster, ``postgres://dual_storage:dual-storage-tests@127.0.0.1:5432/postgres``) and, if
 that works, runs every test that uses the database (``-m '(django_db or postgres) and not
-volume'``: the full-volume proofs run on SQLite only, their smaller siblings here) against
-it, saying
-which server it ran on. Without a server it says so and succeeds, unless
+volume and not browser'``: the full-volume proofs and the Chromium tests run on SQLite
+only; the database behaviour they rest on is tested here by their HTTP-level siblings)
+against it, saying which server it ran on. Without a server it says so and succeeds, unless
 ``DUAL_STORAGE_REQUIRE_POSTGRES=1`` (as in CI), when it fails.
 
 Extra arguments are passed to pytest.
@@ -48,7 +48,13 @@ def main(pytest_args: list[str]) -> int:
         return 0
     print(f"Running the database tests on {version} at {where}.", flush=True)
     environment = {**os.environ, "DUAL_STORAGE_TEST_DATABASE_URL": url}
-    command = [sys.executable, "-m", "pytest", "-m", "(django_db or postgres) and not volume"]
+    command = [
+        sys.executable,
+        "-m",
+        "pytest",
+        "-m",
+        "(django_db or postgres) and not volume and not browser",
+    ]
     return subprocess.call([*command, *pytest_args], env=environment)
 
 
