@@ -1,6 +1,5 @@
 """Where a download lands: a file descriptor filled by parallel ranged GETs, hashed by a
-thread (a process, for a large object) that follows them, inside a temporary file
-renamed into place only when complete.
+thread that follows them, inside a temporary file renamed into place only when complete.
 
 Keys reaching this module are already validated (by :class:`~.facade.Store`); the caller
 verifies the hash (:mod:`.integrity`).
@@ -15,7 +14,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO
 
-from .hashing import Hasher, prefix_hasher
+from .hashing import PrefixHasher
 from .ranged_download import download_into
 from .transfer import progress_callback
 
@@ -43,32 +42,23 @@ def download_to_descriptor(
     ``extra_args`` go with every GET (an SSE-C key)."""
     sink.flush()
     fd = sink.fileno()
-    hashers: list[Hasher] = []  # made once the first GET tells the size
-
-    def start_hashing(size: int) -> None:
-        hashers.append(prefix_hasher(fd, size))
-
-    def advance(ready: int) -> None:
-        hashers[0].advance(ready)
-
+    hasher = PrefixHasher(fd)
     try:
         size = download_into(
             client,
             bucket,
             key,
             fd,
-            on_size=start_hashing,
-            on_contiguous=advance,
+            on_contiguous=hasher.advance,
             on_bytes=progress_callback(),
             extra_args=extra_args,
         )
     except BaseException:
-        for hasher in hashers:
-            hasher.abandon()
+        hasher.abandon()
         raise
     os.ftruncate(fd, size)  # a reused sink may have held more
     sink.seek(size)
-    return size, hashers[0].finish(size)
+    return size, hasher.finish(size)
 
 
 @contextmanager

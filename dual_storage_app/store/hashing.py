@@ -12,47 +12,18 @@ buffer (page cache, its own offset, no seek races) as far as the bytes are final
 a multi-core machine the hash costs only the tail that is left when the transfer ends.
 Uploads of files announce the whole file at once; downloads announce each range as it
 completes in order.
-
-A thread still needs the interpreter lock between blocks, and beside eight transfer
-threads it waits for it: a large transfer's hash goes instead to :class:`ChildHasher`, a
-small Python process of its own (no import of this package: the standard library only)
-that reads the same descriptor, inherited, with ``preadv``. :func:`prefix_hasher` picks
-one by size: below :data:`CHILD_HASH_BYTES` the ~20 ms a process costs to start is not
-worth it.
 """
 
 from __future__ import annotations
 
 import hashlib
 import os
-import subprocess
-import sys
 import threading
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Protocol
 
 _READ_SIZE = 4 * 1024 * 1024
-CHILD_HASH_BYTES = 64 * 1024 * 1024
-"""Transfers at least this large are hashed by a :class:`ChildHasher`."""
-
-# The child: hash its inherited descriptor up to each offset it is told (one per line);
-# at the end of its input, print "<bytes hashed> <sha256>". Standard library only.
-_CHILD_PROGRAM = """
-import hashlib, os, sys
-fd = int(sys.argv[1])
-digest, done = hashlib.sha256(), 0
-view = memoryview(bytearray(8 << 20))
-for line in sys.stdin:
-    ready = int(line)
-    while done < ready:
-        count = os.preadv(fd, [view[: min(len(view), ready - done)]], done)
-        if not count:
-            sys.exit(f"the file ended at byte {done}, before {ready}")
-        digest.update(view[:count])
-        done += count
-print(done, digest.hexdigest(), flush=True)
-"""
 
 
 class Readable(Protocol):
@@ -192,60 +163,3 @@ class PrefixHasher:
                 self._hashed = ready
         except BaseException as exc:  # reported by finish()
             self._error = exc
-
-
-class ChildHasher:
-    """:class:`PrefixHasher`'s interface, hashing in a child process: its own interpreter
-    lock, so the hash runs beside the transfer's threads instead of waiting for them."""
-
-    def __init__(self, fd: int) -> None:
-        self._lock = threading.Lock()
-        self._sent = 0
-        self._child = subprocess.Popen(
-            [sys.executable, "-I", "-S", "-c", _CHILD_PROGRAM, str(fd)],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            pass_fds=(fd,),
-        )
-
-    def advance(self, ready: int) -> None:
-        """Bytes ``[0, ready)`` are final."""
-        with self._lock:
-            if ready <= self._sent or self._child.stdin is None:
-                return
-            self._sent = ready
-            try:
-                self._child.stdin.write(b"%d\n" % ready)
-                self._child.stdin.flush()
-            except BrokenPipeError:  # the child failed: finish() reports why
-                pass
-
-    def finish(self, size: int) -> str:
-        """Wait for the hash of bytes ``[0, size)`` and return it."""
-        self.advance(size)
-        output, errors = self._child.communicate()
-        words = output.split()
-        if self._child.returncode != 0 or len(words) != 2:
-            raise OSError(f"the hashing process failed: {errors.decode(errors='replace')[-300:]}")
-        hashed, digest = int(words[0]), words[1].decode()
-        if hashed != size:
-            raise OSError(f"hashed {hashed} of {size} bytes")
-        return digest
-
-    def abandon(self) -> None:
-        """Stop without a result (the transfer failed); safe to call more than once."""
-        if self._child.returncode is None:
-            self._child.kill()
-            self._child.communicate()
-
-
-Hasher = PrefixHasher | ChildHasher
-
-
-def prefix_hasher(fd: int, size: int | None) -> Hasher:
-    """A hasher for a transfer of ``size`` bytes (``None``: not known yet) through ``fd``:
-    a child process for a large one, else a thread."""
-    if size is not None and size >= CHILD_HASH_BYTES:
-        return ChildHasher(fd)
-    return PrefixHasher(fd)

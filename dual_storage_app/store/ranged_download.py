@@ -33,7 +33,7 @@ READ_SIZE = 1024 * 1024
 
 
 def _ignore(_count: int) -> None:
-    """A listener that listens to nothing."""
+    """A progress listener that listens to nothing."""
 
 
 def download_into(
@@ -44,11 +44,10 @@ def download_into(
     on_contiguous: Callable[[int], None] = _ignore,
     on_bytes: Callable[[int], None] | None = None,
     extra_args: Mapping[str, Any] | None = None,
-    on_size: Callable[[int], None] = _ignore,
 ) -> int:
     """Download ``bucket/key`` into ``fd`` with the transfer policy's part size, threads
-    and attempts; return the object's size. ``on_size``, ``on_contiguous``, ``on_bytes``
-    and ``extra_args`` are as for :class:`RangedDownload`."""
+    and attempts; return the object's size. ``on_contiguous``, ``on_bytes`` and
+    ``extra_args`` are as for :class:`RangedDownload`."""
     return RangedDownload(
         client,
         bucket,
@@ -60,17 +59,15 @@ def download_into(
         on_contiguous=on_contiguous,
         on_bytes=on_bytes or _ignore,
         extra_args=extra_args,
-        on_size=on_size,
     ).run()
 
 
 class RangedDownload:
     """Download ``bucket/key`` into ``fd`` with ``threads`` parallel ranged GETs of
-    ``part_size`` bytes. ``on_size(size)`` hears the object's size once the first GET
-    tells it, before any other call; ``on_contiguous(end)`` hears how far the file is
-    complete from byte 0 (for a hasher that follows); ``on_bytes(count)`` hears every
-    block written, as an increment, from the worker threads (for a progress bar).
-    ``extra_args`` go with every GET (the SSE-C key of an object stored with one)."""
+    ``part_size`` bytes. ``on_contiguous(end)`` hears how far the file is complete from
+    byte 0 (for a hasher that follows); ``on_bytes(count)`` hears every block written, as
+    an increment, from the worker threads (for a progress bar). ``extra_args`` go with
+    every GET (the SSE-C key of an object stored with one)."""
 
     def __init__(
         self,
@@ -85,10 +82,8 @@ class RangedDownload:
         on_contiguous: Callable[[int], None],
         on_bytes: Callable[[int], None] = _ignore,
         extra_args: Mapping[str, Any] | None = None,
-        on_size: Callable[[int], None] = _ignore,
     ) -> None:
         self._client, self._bucket, self._key, self._fd = client, bucket, key, fd
-        self._on_size = on_size
         self._extra: dict[str, Any] = dict(extra_args or {})
         self._part_size, self._threads, self._attempts = part_size, threads, attempts
         self._on_contiguous, self._on_bytes = on_contiguous, on_bytes
@@ -112,7 +107,6 @@ class RangedDownload:
         else:  # a server that ignored the Range header sent the whole object
             size = first_end = int(first["ContentLength"])
         etag = first.get("ETag")
-        self._on_size(size)
         starts = range(first_end, size, self._part_size)
         with ThreadPoolExecutor(self._threads, thread_name_prefix="dual-storage-get") as pool:
             futures = [pool.submit(self._write_part, 0, first_end, etag, first)]
@@ -132,7 +126,6 @@ class RangedDownload:
     def _empty_object(self) -> int:
         response = self._client.get_object(Bucket=self._bucket, Key=self._key, **self._extra)
         data = response["Body"].read()
-        self._on_size(len(data))
         os.pwrite(self._fd, data, 0)
         self._on_bytes(len(data))
         self._on_contiguous(len(data))

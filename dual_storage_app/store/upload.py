@@ -37,7 +37,7 @@ from s3transfer.constants import ALLOWED_DOWNLOAD_ARGS
 from ..config.stores import StoreConfig
 from ..exceptions import IntegrityError, ObjectExists
 from .errors import describe, translated
-from .hashing import HashingReader, Readable, prefix_hasher
+from .hashing import HashingReader, PrefixHasher, Readable
 from .integrity import TAG
 from .transfer import PART_SIZE, progress_callback, transfer_config
 
@@ -149,7 +149,7 @@ def upload_local_file(
 ) -> tuple[int, str]:
     """s3transfer reads the file's parts in parallel by path while a thread hashes it
     in order; a file that changes during the upload is refused and the object deleted."""
-    hasher = prefix_hasher(local.fd, local.size)
+    hasher = PrefixHasher(local.fd)
     hasher.advance(local.size)
     try:
         with translated(config, "upload", bucket, key):

@@ -23,7 +23,6 @@ from dual_storage_app.exceptions import IntegrityError
 from dual_storage_app.kinds import ArtifactKind
 from dual_storage_app.models import Dataset, ModelWeight
 from dual_storage_app.storages import ExternalStorage
-from dual_storage_app.store import hashing
 from dual_storage_app.store.transfer import PART_SIZE, MiB
 from tests.helpers import run_with_stderr
 
@@ -274,37 +273,3 @@ def test_empty_file_through_storage_and_model_refused_by_the_command(
     with pytest.raises(CommandError, match=r"The submitted file is empty\."):
         run_with_stderr("dualstorage_upload", "weights", str(path))
     assert not ModelWeight.objects.exists()
-
-
-def test_a_large_transfer_hashed_in_a_child_process_is_verified(
-    direct: DualStorageClient,
-    unique_key: str,
-    tmp_path: Path,
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    """Above ``CHILD_HASH_BYTES`` (lowered here) uploads and downloads are hashed by a
-    child process; the hash is the same, and a download that does not match is refused
-    with nothing written."""
-    monkeypatch.setattr(hashing, "CHILD_HASH_BYTES", 1)
-    spawned: list[Any] = []
-    real_child = hashing.ChildHasher
-
-    def counting(fd: int) -> Any:
-        spawned.append(fd)
-        return real_child(fd)
-
-    monkeypatch.setattr(hashing, "ChildHasher", counting)
-    data = os.urandom(3 * PART_SIZE + 17)  # several parts: multipart up, ranged down
-    source = tmp_path / "big.bin"
-    source.write_bytes(data)
-    key = f"{unique_key}/big.bin"
-    uploaded = direct.upload_weight(source, key)
-    assert uploaded.sha256 == hashlib.sha256(data).hexdigest()
-    downloaded = direct.download_weight(key, tmp_path / "back.bin")
-    assert downloaded.sha256 == uploaded.sha256
-    assert (tmp_path / "back.bin").read_bytes() == data
-    assert len(spawned) == 2  # one child for the upload, one for the download
-    store, bucket = direct.locate("weights")
-    with pytest.raises(IntegrityError):
-        store.download(bucket, key, tmp_path / "wrong.bin", expected_sha256="0" * 64)
-    assert not (tmp_path / "wrong.bin").exists()
