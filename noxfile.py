@@ -95,7 +95,8 @@ SUBSET_TOOLS = [
 DEPRECATION = re.compile(r"deprecat", re.IGNORECASE)
 
 nox.options.error_on_missing_interpreters = True
-nox.options.default_venv_backend = "venv"
+# uv (installed with the dev extra) when it is there, else the standard library's venv.
+nox.options.default_venv_backend = "uv|venv"
 
 
 def _pyenv_bin_dirs() -> list[str]:
