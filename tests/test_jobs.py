@@ -557,7 +557,7 @@ def test_the_command_starts_shows_and_lists_jobs(moto_configured: DualStorageCli
 
     text = run("dualstorage_jobs", "show", str(data["id"]))
     assert f"verify job #{data['id']}: done" in text
-    assert "checked 2: 1 intact, 0 changed, 1 missing, 0 unreadable" in text
+    assert "checked 2: 1 intact, 0 changed, 1 missing, 0 unreadable, 0 verifying" in text
     assert f"datasets #{missing.pk} {missing.key}: missing: no object at its key" in text
 
     listed = run_json("dualstorage_jobs", "list")

@@ -21,6 +21,7 @@ from dual_storage_app.management._common import (
     format_size,
     positive_int,
 )
+from dual_storage_app.verification import OUTCOMES
 
 if TYPE_CHECKING:
     from dual_storage_app.jobs.models import StorageJob
@@ -264,9 +265,11 @@ class Command(StorageCommand):
             return []
         if job.kind == "verify":
             counts = report["counts"]
+            # In OUTCOMES' order: PostgreSQL's jsonb keeps keys in its own order.
+            named = [name for name in OUTCOMES if name in counts]
             return [
                 f"  checked {report['checked']}: "
-                + ", ".join(f"{counts[name]} {name}" for name in counts),
+                + ", ".join(f"{counts[name]} {name}" for name in named),
                 *(
                     f"  {p['kind']} #{p['id']} {p['key']}: {p['problem']}"
                     for p in report["problems"]
