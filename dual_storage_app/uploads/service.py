@@ -211,12 +211,11 @@ def _check_and_complete(
     """Refuse parts that are not the file's; complete the upload; the object's ETag."""
     problems = _part_problems(session, parts)
     if claimed is not None:
-        for number, sha256 in sorted(part_checksums(session, claimed).items()):
+        sent = part_checksums(session, claimed)
+        for number, sha256 in sorted(sent.items()):
             if session.checksum_of(number) != sha256:
                 problems.append(f"part {number} was signed for other bytes; send it again")
-        missing = set(range(1, session.part_count + 1)) - {
-            n for n in part_checksums(session, claimed)
-        }
+        missing = set(range(1, session.part_count + 1)) - set(sent)
         problems += [f"part {n} is not in the list sent" for n in sorted(missing)]
     if problems:
         raise refusal(problems)
