@@ -11,12 +11,14 @@ from dataclasses import dataclass
 
 from .browser_uploads import Measured
 from .contenders import DIAGNOSTIC, OURS
+from .floor import Floor
 from .links import OPERATION as PRESIGN
 from .migration import OPERATION as MIGRATE
 from .report import Result, best_peer_speed, size_label
 from .schemas import OPERATION as SCHEMA
 
 TRANSFER_RATIO = 0.95
+FLOOR_SHARE = 0.90  # issue 15: a verified transfer at >= 90 % of this machine's floor
 SCHEMA_RATIO = 20.0
 PRESIGNS_PER_SECOND = 20_000
 MIGRATION_RATIO = 0.5
@@ -133,17 +135,43 @@ def _browser_idle(rows: list[Measured] | None) -> Verdict:
     return Verdict(goal, "; ".join(figures), judged.django_cpu <= BROWSER_CPU_SHARE * base)
 
 
+def _floors(found: list[Floor] | None) -> list[Verdict]:
+    """Issue 15: every verified transfer of ours at >= FLOOR_SHARE of its floor, and
+    never slower than the faster raw boto3 row (which verifies nothing)."""
+    floor_goal = f"verified transfers >= {FLOOR_SHARE:.0%} of the floor computed in the run"
+    raw_goal = "verified transfers never slower than raw boto3 (unverified)"
+    if not found:
+        return [Verdict(floor_goal, "-", None), Verdict(raw_goal, "-", None)]
+    shares, versus_raw = [], []
+    floor_met = raw_met = True
+    for floor in found:
+        where = f"{floor.operation} {size_label(floor.size)}"
+        for path, seconds in floor.ours.items():
+            shares.append(f"{path} {where} {floor.share(path):.0%}")
+            floor_met = floor_met and floor.share(path) >= FLOOR_SHARE
+            if floor.raw_boto3 is not None:
+                name, raw = floor.raw_boto3
+                versus_raw.append(f"{path} {where} {seconds:.3f} s vs {name} {raw:.3f} s")
+                raw_met = raw_met and seconds <= raw
+    return [
+        Verdict(floor_goal, "; ".join(shares), floor_met),
+        Verdict(raw_goal, "; ".join(versus_raw) or "-", raw_met if versus_raw else None),
+    ]
+
+
 def judge(
     results: list[Result],
     memory_failures: list[str] | None,
     memory_sizes: str = "",
     *,
     browser: list[Measured] | None = None,
+    floors: list[Floor] | None = None,
 ) -> list[Verdict]:
     """Every goal; ``memory_failures`` lists the memory paths that did not pass at
     ``memory_sizes`` (None: the memory section did not run); ``browser``: the browser
-    section's rows (None: not run)."""
+    section's rows (None: not run); ``floors``: the verified transfers' floors."""
     verdicts = [_transfer(results, "upload"), _transfer(results, "download")]
+    verdicts += _floors(floors)
     verdicts.append(
         _rate(
             results,

@@ -31,6 +31,7 @@ from dual_storage_app.testing.server import LocalS3Server, free_port_pair
 from . import browser_uploads, goals, links, memory, migration, schemas
 from .contenders import OURS, Contender, our_store, warm_up
 from .cpu import CpuMeter, sha256_rate
+from .floor import floors, format_floors
 from .lineup import all_contenders
 from .memory import write_test_file
 from .report import Result, format_rss, format_table, parse_size, size_label
@@ -238,7 +239,7 @@ def bench_rss(target: Target, size: int) -> dict[str, int | str]:
         source.unlink()
 
 
-def machine_summary() -> str:
+def machine_summary(sha256_mb_per_s: float) -> str:
     """CPU count and model, memory, and the kernel: what the figures were measured on."""
     cpuinfo = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").exists() else ""
     model = next(
@@ -251,7 +252,7 @@ def machine_summary() -> str:
         memory_kib = int(first.split()[1])
     return (
         f"{os.cpu_count()} CPUs ({model}), {memory_kib / 1024**2:.0f} GiB RAM, "
-        f"Linux {platform.release()}; SHA-256 {sha256_rate():,.0f} MB/s on one core"
+        f"Linux {platform.release()}; SHA-256 {sha256_mb_per_s:,.0f} MB/s on one core"
     )
 
 
@@ -310,13 +311,17 @@ def main(argv: list[str] | None = None) -> int:
                 browser_rows, browser_text = browser_uploads.run(server, workdir, args.browser)
         finally:
             server.kill()  # throw-away data: skip SeaweedFS's ~15 s graceful stop
+    hash_rate = sha256_rate()
     print(
-        f"\n{machine_summary()}; {platform.python_implementation()} "
+        f"\n{machine_summary(hash_rate)}; {platform.python_implementation()} "
         f"{platform.python_version()}, boto3 {boto3.__version__}; sizes "
         f"{', '.join(size_label(s) for s in args.sizes)}; median of {args.repeat} round(s)\n"
     )
+    found_floors = floors(results, hash_rate)
     if results:
         print(format_table(results))
+    if found_floors:
+        print("\n" + format_floors(found_floors))
     if migration_notes:
         print("\n" + migration_notes)
     if peaks:
@@ -325,7 +330,9 @@ def main(argv: list[str] | None = None) -> int:
         print("\n" + memory_table)
     if browser_text:
         print("\n" + browser_text)
-    verdicts = goals.judge(results, memory_failures, ", ".join(memory_sizes), browser=browser_rows)
+    verdicts = goals.judge(
+        results, memory_failures, ", ".join(memory_sizes), browser=browser_rows, floors=found_floors
+    )
     print("\n" + goals.format_goals(verdicts))
     notes = [r.note for r in results] + [r.note for r in browser_rows or []]
     return 1 if any(note and note.startswith("error") for note in notes) else 0

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import pytest
+
 from bench.browser_uploads import Measured
+from bench.cpu import CpuSample
+from bench.floor import floors
 from bench.goals import Verdict, judge
 from bench.links import OPERATION as PRESIGN
 from bench.report import MB, Result
@@ -112,3 +116,41 @@ def test_the_browser_goal_falls_back_to_check_thread_whole_and_needs_the_form_ro
     failed_form[0].note = "error: boom"
     assert browser_verdict(failed_form).met is None
     assert browser_verdict(None).met is None
+
+
+def timed(operation: str, contender: str, seconds: float, client: float, server: float) -> Result:
+    return Result(operation, SIZE, contender, seconds=[seconds], cpu=[CpuSample(client, server)])
+
+
+def test_the_floor_counts_the_fastest_peer_the_server_and_one_hash_over_the_cores() -> None:
+    rows = [
+        timed("download", "ours", 0.60, 0.60, 0.55),
+        timed("download", "ours without SHA-256 (diagnostic)", 0.40, 0.25, 0.5),
+        timed("download", "rclone", 0.50, 0.30, 0.55),
+        timed("download", "boto3 tuned", 0.57, 0.50, 0.60),
+    ]
+    (floor,) = floors(rows, sha256_mb_per_s=1000, cores=2)
+    assert floor.peer == "rclone"  # the fastest peer, never a row of ours
+    assert floor.seconds == pytest.approx((0.30 + 0.55 + 0.5) / 2)  # 500 MB at 1,000 MB/s
+    assert list(floor.ours) == ["ours"]  # the diagnostic row verifies nothing
+    assert floor.share("ours") == pytest.approx(0.675 / 0.60)
+    share, versus_raw = _floor_verdicts(rows)
+    assert share.met is True and "ours download 500 MB 113%" in share.figure
+    assert versus_raw.met is False  # 0.60 s is slower than raw boto3's 0.57 s
+    assert "boto3 tuned 0.570 s" in versus_raw.figure
+
+
+def test_a_peer_faster_than_the_cpu_bound_sets_the_floor_and_a_share_below_90_misses() -> None:
+    rows = [
+        timed("upload", "ours", 1.30, 0.9, 4.8),
+        timed("upload", "boto3 tuned", 1.0, 0.1, 0.1),
+    ]
+    (floor,) = floors(rows, sha256_mb_per_s=1000, cores=2)
+    assert floor.seconds == 1.0  # (0.1 + 0.1 + 0.5) / 2 is below the peer's own time
+    verdict = _floor_verdicts(rows)[0]
+    assert verdict.met is False and "77%" in verdict.figure
+
+
+def _floor_verdicts(rows: list[Result]) -> list[Verdict]:
+    found = floors(rows, sha256_mb_per_s=1000, cores=2)
+    return [v for v in judge(rows, None, floors=found) if v.goal.startswith("verified")]
