@@ -25,7 +25,8 @@ from s3transfer.exceptions import RetriesExceededError
 from dual_storage_app.config.loading import load_config
 from dual_storage_app.exceptions import InvalidArgument, InvalidKey
 from dual_storage_app.store import Store
-from dual_storage_app.store.download import atomic_destination
+from dual_storage_app.store import download as download_module
+from dual_storage_app.store.download import WRITE_BEHIND_STEP, WriteBehind, atomic_destination
 from dual_storage_app.store.etags import ETagRecorder
 from dual_storage_app.store.hashing import (
     HashingReader,
@@ -401,3 +402,30 @@ def test_etag_recorder_gives_up_when_one_key_is_uploaded_twice_at_once() -> None
         _fake_response(recorder, "b", "k", "whose now?")
     assert first[0] is None
     assert second[0] is None
+
+
+def test_write_behind_flushes_every_step_while_a_download_runs_and_stops_cleanly(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    flushed: list[int] = []
+    flushing = threading.Event()
+
+    def fdatasync(fd: int) -> None:
+        flushed.append(fd)
+        flushing.set()
+
+    monkeypatch.setattr(download_module.os, "fdatasync", fdatasync)
+    fd = os.open(tmp_path / "file", os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        flusher = WriteBehind(fd)
+        flusher.advance(WRITE_BEHIND_STEP - 1)  # less than a step: nothing to flush yet
+        assert not flushing.wait(0.2)
+        flusher.advance(WRITE_BEHIND_STEP)
+        assert flushing.wait(5)
+        flusher.stop()
+        flusher.stop()  # idempotent
+        assert flushed == [fd]
+        flusher.advance(3 * WRITE_BEHIND_STEP)  # after stop: ignored, no thread left
+        assert flushed == [fd]
+    finally:
+        os.close(fd)

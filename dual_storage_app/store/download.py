@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import tempfile
+import threading
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
@@ -30,32 +31,95 @@ def has_descriptor(sink: object) -> bool:
         return False
 
 
+WRITE_BEHIND_STEP = 64 * 1024 * 1024
+
+
+class WriteBehind:
+    """Flush a file being downloaded to disk while the download runs, so the ``fsync``
+    that makes the finished file durable finds little left to write.
+
+    A daemon thread calls ``fdatasync`` whenever :meth:`advance` has announced another
+    ``WRITE_BEHIND_STEP`` bytes since its last flush. The disk then writes while the
+    network still delivers (the bytes must reach it before the rename either way), off
+    the transfer's threads and without holding the interpreter's lock.
+    """
+
+    def __init__(self, fd: int) -> None:
+        self._fd = fd
+        self._announced = 0
+        self._flushed = 0
+        self._stopping = False
+        self._changed = threading.Condition()
+        self._thread = threading.Thread(target=self._run, name="dual-storage-flush", daemon=True)
+        self._thread.start()
+
+    def advance(self, ready: int) -> None:
+        with self._changed:
+            if ready - self._flushed >= WRITE_BEHIND_STEP:
+                self._announced = ready
+                self._changed.notify()
+
+    def stop(self) -> None:
+        """Stop flushing (the caller's own ``fsync`` writes the rest); idempotent."""
+        with self._changed:
+            self._stopping = True
+            self._changed.notify()
+        self._thread.join()
+
+    def _run(self) -> None:
+        while True:
+            with self._changed:
+                while self._announced <= self._flushed and not self._stopping:
+                    self._changed.wait()
+                if self._stopping:
+                    return
+                target = self._announced
+            try:
+                os.fdatasync(self._fd)
+            except OSError:  # the caller's fsync reports a real failure
+                return
+            self._flushed = target
+
+
 def download_to_descriptor(
     client: S3Client,
     bucket: str,
     key: str,
     sink: BinaryIO,
     extra_args: Mapping[str, Any] | None = None,
+    *,
+    write_behind: bool = False,
 ) -> tuple[int, str]:
     """Parallel ranged GETs ``pwrite`` into ``sink``'s file; a thread hashes behind them.
     Returns ``(size, sha256)`` of the bytes written; ``sink`` is left at its end.
-    ``extra_args`` go with every GET (an SSE-C key)."""
+    ``extra_args`` go with every GET (an SSE-C key). ``write_behind``: flush to disk
+    while downloading (:class:`WriteBehind`; for a file that will be ``fsync``-ed)."""
     sink.flush()
     fd = sink.fileno()
     hasher = PrefixHasher(fd)
+    flusher = WriteBehind(fd) if write_behind else None
+
+    def advance(ready: int) -> None:
+        hasher.advance(ready)
+        if flusher is not None:
+            flusher.advance(ready)
+
     try:
         size = download_into(
             client,
             bucket,
             key,
             fd,
-            on_contiguous=hasher.advance,
+            on_contiguous=advance,
             on_bytes=progress_callback(),
             extra_args=extra_args,
         )
     except BaseException:
         hasher.abandon()
         raise
+    finally:
+        if flusher is not None:
+            flusher.stop()
     os.ftruncate(fd, size)  # a reused sink may have held more
     sink.seek(size)
     return size, hasher.finish(size)

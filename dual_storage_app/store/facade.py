@@ -284,7 +284,7 @@ class Store:
         """
         key = validate_key(key, store=self.name, bucket=bucket)
         with atomic_destination(Path(dest)) as tmp_file:
-            return self._read_into(bucket, key, tmp_file, expected_sha256)
+            return self._read_into(bucket, key, tmp_file, expected_sha256, write_behind=True)
 
     def read_into(
         self,
@@ -317,11 +317,15 @@ class Store:
         sink: BinaryIO,
         expected_sha256: str | None,
         extra_args: Mapping[str, Any] | None = None,
+        *,
+        write_behind: bool = False,
     ) -> TransferResult:
         client = self.client
         expected = expected_sha256 or recorded_sha256(client, self.config, bucket, key)
         with translated(self.config, "download", bucket, key):
-            size, sha256 = download_to_descriptor(client, bucket, key, sink, extra_args)
+            size, sha256 = download_to_descriptor(
+                client, bucket, key, sink, extra_args, write_behind=write_behind
+            )
         result = TransferResult(self.name, bucket, key, size, sha256, "")
         check_sha256(self.config, result, expected)
         return result
