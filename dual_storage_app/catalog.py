@@ -17,17 +17,19 @@ from __future__ import annotations
 import logging
 import posixpath
 import re
+from collections.abc import Sequence
 from functools import partial
 from typing import Any
 
 from django.core.files.base import ContentFile
 from django.db import transaction
 
-from ._consistency import delete_on_rollback, on_rollback
+from ._consistency import delete_on_rollback, delete_quietly, on_rollback
 from .client import SCHEMA_CONTENT_TYPE, Catalog, install_catalog
 from .keys import segment_problem
 from .kinds import REGISTRY, ArtifactKind
-from .models import ARTIFACT_MODELS, Artifact, ConfigSchema
+from .manifests import ManifestEntry, folder_prefix
+from .models import ARTIFACT_MODELS, Artifact, ConfigSchema, Dataset, DatasetFile
 from .store import Store, TransferResult
 
 logger = logging.getLogger(__name__)
@@ -95,6 +97,41 @@ def register(kind: ArtifactKind, result: TransferResult) -> tuple[Artifact, bool
     return row, created
 
 
+def register_folder(result: TransferResult, files: Sequence[ManifestEntry]) -> tuple[Dataset, bool]:
+    """Create or update the folder ``Dataset`` row of the manifest ``result.key`` as a
+    browser's folder ends up once read back ("ready", its file count, the manifest's
+    SHA-256, the files' total size) and replace its ``DatasetFile`` rows with ``files``,
+    in one transaction; return the row and whether it was created."""
+    fields = {
+        **measured(result),
+        "status": Dataset.Status.READY,
+        "file_count": len(files),
+    }
+    name = folder_prefix(result.key).removesuffix("/")[-_NAME_LENGTH:]
+    manager: Any = Dataset._default_manager
+    with transaction.atomic(using=manager.db):
+        row, created = manager.update_or_create(
+            file=result.key, defaults=fields, create_defaults={**fields, "name": name}
+        )
+        if not created:
+            DatasetFile.objects.filter(dataset=row).delete()
+        DatasetFile.objects.bulk_create(
+            [DatasetFile(dataset=row, path=f.path, size=f.size, sha256=f.sha256) for f in files],
+            batch_size=1000,
+        )
+    return row, created
+
+
+def _delete_folder(
+    store: Store, bucket: str, manifest_key: str, files: Sequence[ManifestEntry]
+) -> None:
+    """Delete a folder dataset's manifest and files (its row was rolled back)."""
+    delete_quietly(store, bucket, manifest_key)
+    prefix = folder_prefix(manifest_key)
+    for entry in files:
+        delete_quietly(store, bucket, prefix + entry.path)
+
+
 def _report_rolled_back_update(result: TransferResult) -> None:
     """A rollback took back the update of a row whose object already holds the new bytes
     (a store write cannot be rolled back). Runs while Django is still leaving the
@@ -125,6 +162,17 @@ class ModelCatalog:
         using = row._state.db or "default"
         if created:
             delete_on_rollback(store, result.bucket, result.key, using=using)
+        else:
+            on_rollback(partial(_report_rolled_back_update, result), using=using)
+
+    def record_folder(
+        self, store: Store, result: TransferResult, files: Sequence[ManifestEntry]
+    ) -> None:
+        row, created = register_folder(result, files)
+        using = row._state.db or "default"
+        if created:
+            cleanup = partial(_delete_folder, store, result.bucket, result.key, list(files))
+            on_rollback(cleanup, using=using)
         else:
             on_rollback(partial(_report_rolled_back_update, result), using=using)
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 import io
 import json
 import threading
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO, Protocol
@@ -32,10 +32,11 @@ from .exceptions import (
     InvalidKey,
 )
 from .folder_download import download_folder
+from .folder_upload import upload_folder
 from .keys import segment_problem, validate_key
 from .kinds import KINDS, ArtifactKind, StoreName
 from .links import issue
-from .manifests import is_manifest
+from .manifests import ManifestEntry, is_manifest
 from .store import ObjectInfo, Store, TransferResult
 from .store.schema_cache import schema_cache
 
@@ -49,6 +50,12 @@ class Catalog(Protocol):
 
     def record(self, kind: ArtifactKind, store: Store, result: TransferResult) -> None:
         """Create or update the row of ``result``'s bucket and key, which ``store`` holds."""
+
+    def record_folder(
+        self, store: Store, result: TransferResult, files: Sequence[ManifestEntry]
+    ) -> None:
+        """Create or update the folder ``Dataset`` row whose key is ``result``'s manifest,
+        "ready", with one ``DatasetFile`` row per file of ``files``, in one transaction."""
 
     def forget(self, kind: ArtifactKind, key: str) -> None:
         """Delete the rows of a deleted object."""
@@ -136,12 +143,23 @@ class DualStorageClient:
         ``RECORD_CATALOG`` is false."""
         return _catalog if self.config.record_catalog else None
 
-    def _recorded(self, kind: ArtifactKind, store: Store, result: TransferResult) -> TransferResult:
-        """Record ``result`` in the catalog, if any; the object is kept if that fails."""
+    def _recorded(
+        self,
+        kind: ArtifactKind,
+        store: Store,
+        result: TransferResult,
+        *,
+        files: Sequence[ManifestEntry] | None = None,
+    ) -> TransferResult:
+        """Record ``result`` (with ``files``: a folder dataset's manifest, listing them)
+        in the catalog, if any; the object is kept if that fails."""
         catalog = self.catalog()
         if catalog is not None:
             try:
-                catalog.record(kind, store, result)
+                if files is None:
+                    catalog.record(kind, store, result)
+                else:
+                    catalog.record_folder(store, result, files)
             except Exception as exc:
                 raise CatalogError(
                     f"Stored {result.key!r} in bucket {result.bucket!r} on the "
@@ -216,6 +234,17 @@ class DualStorageClient:
     def upload_dataset(self, file_obj: BinaryIO, dataset_key: str) -> TransferResult:
         store, bucket = self.locate("datasets")
         return self._recorded("datasets", store, store.upload(bucket, dataset_key, file_obj))
+
+    def upload_dataset_folder(self, folder: Path | str, dataset_key: str) -> TransferResult:
+        """Upload every file under the directory ``folder`` as the folder dataset
+        ``dataset_key``: ``<dataset_key>/<path>`` for each file, in parallel, never
+        replacing an object, then its manifest ``<dataset_key>.manifest.json`` (the
+        result's key, which :meth:`download_dataset` takes). Paths are checked as a
+        browser's are, before anything is sent; on any failure nothing of it is kept.
+        With the catalog, its ``Dataset`` row is "ready" and lists every file."""
+        store, bucket = self.locate("datasets")
+        uploaded = upload_folder(store, bucket, Path(folder), dataset_key)
+        return self._recorded("datasets", store, uploaded.result, files=uploaded.files)
 
     def download_dataset(self, dataset_key: str, dest_path: Path | str) -> TransferResult:
         """Download a dataset to ``dest_path``, verified. A folder dataset (its key is its

@@ -4,6 +4,10 @@ Each file is streamed to a temporary file beside its destination, verified again
 manifest's SHA-256 and renamed into place only then (:meth:`.store.Store.download`), so
 an interrupted or corrupt download leaves no partial file. A manifest path that would
 leave the destination directory is refused before anything is written.
+
+Files of one GET go ``FOLDER_FILES_AT_ONCE`` at a time, then the larger ones, each of
+which is ``DOWNLOAD_THREADS`` ranged GETs at once, fewer at a time: the requests in
+flight stay within the connection pool (:mod:`.store.clients`).
 """
 
 from __future__ import annotations
@@ -15,8 +19,9 @@ from pathlib import Path
 from .exceptions import IntegrityError
 from .manifests import ManifestEntry, folder_prefix, read_manifest
 from .store import Store, TransferResult
+from .store.transfer import DOWNLOAD_PART_SIZE, DOWNLOAD_THREADS, FOLDER_FILES_AT_ONCE
 
-FILES_AT_ONCE = 8
+LARGE_FILES_AT_ONCE = max(1, FOLDER_FILES_AT_ONCE // DOWNLOAD_THREADS)
 
 
 def _destination(root: Path, entry: ManifestEntry) -> Path:
@@ -57,8 +62,16 @@ def download_folder(
         entry, target = pair
         return store.download(bucket, prefix + entry.path, target, expected_sha256=entry.sha256)
 
-    with ThreadPoolExecutor(FILES_AT_ONCE, thread_name_prefix="dual-storage-folder") as pool:
-        results = list(pool.map(fetch, targets))
+    results: list[TransferResult] = []
+    for at_once, batch in (
+        (FOLDER_FILES_AT_ONCE, [t for t in targets if t[0].size <= DOWNLOAD_PART_SIZE]),
+        (LARGE_FILES_AT_ONCE, [t for t in targets if t[0].size > DOWNLOAD_PART_SIZE]),
+    ):
+        if batch:
+            with ThreadPoolExecutor(
+                min(at_once, len(batch)), thread_name_prefix="dual-storage-folder"
+            ) as pool:
+                results += pool.map(fetch, batch)
     return TransferResult(
         store=store.name,
         bucket=bucket,

@@ -24,6 +24,7 @@ from s3transfer.exceptions import RetriesExceededError
 
 from dual_storage_app.config.loading import load_config
 from dual_storage_app.exceptions import InvalidArgument, InvalidKey
+from dual_storage_app.folder_upload import _ByteBudget
 from dual_storage_app.store import Store
 from dual_storage_app.store import download as download_module
 from dual_storage_app.store.download import WRITE_BEHIND_STEP, WriteBehind, atomic_destination
@@ -429,3 +430,21 @@ def test_write_behind_flushes_every_step_while_a_download_runs_and_stops_cleanly
         assert flushed == [fd]
     finally:
         os.close(fd)
+
+
+def test_a_folder_upload_holds_at_most_its_byte_budget_of_small_files_at_once() -> None:
+    budget = _ByteBudget(64)
+    entered = threading.Event()
+
+    def second() -> None:
+        with budget.claim(10):
+            entered.set()
+
+    with budget.claim(60):  # 4 bytes left: a claim of 10 waits
+        thread = threading.Thread(target=second)
+        thread.start()
+        assert not entered.wait(0.2)
+    assert entered.wait(5)  # released: it goes
+    thread.join()
+    with budget.claim(1000):  # above the limit: takes the whole budget, does not hang
+        pass

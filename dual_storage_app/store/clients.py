@@ -11,11 +11,18 @@ from botocore.config import Config
 
 from ..config.stores import StoreConfig
 from .redaction import sensitive_variables
+from .transfer import DOWNLOAD_THREADS, FOLDER_FILES_AT_ONCE, transfer_config
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
 
 _SESSION_LOCK = threading.Lock()
+#: Connections a client keeps to its store: no fewer than the requests one transfer sends
+#: at once (a folder's files, a multipart upload's parts, a download's ranges), so none
+#: waits for one, and urllib3 never opens extra connections only to drop them.
+POOL_CONNECTIONS = max(
+    FOLDER_FILES_AT_ONCE, transfer_config().max_request_concurrency, DOWNLOAD_THREADS
+)
 
 
 @functools.cache
@@ -29,7 +36,7 @@ def _shared_session() -> boto3.session.Session:
 @sensitive_variables()
 def make_client(config: StoreConfig, endpoint_url: str, *, path_style: bool = False) -> S3Client:
     """A thread-safe S3 client for ``config`` talking to ``endpoint_url``."""
-    botocore_config = config.provider.botocore_config(max_pool_connections=32)
+    botocore_config = config.provider.botocore_config(max_pool_connections=POOL_CONNECTIONS)
     if path_style:  # a custom public host serves /bucket/key
         botocore_config = botocore_config.merge(Config(s3={"addressing_style": "path"}))
     with _SESSION_LOCK:  # boto3 sessions are not thread-safe; clients are
@@ -71,5 +78,5 @@ def make_resource(config: StoreConfig, client: S3Client) -> Any:
         aws_access_key_id=config.access_key,
         aws_secret_access_key=config.secret_key,
         region_name=config.region,
-        config=config.provider.botocore_config(max_pool_connections=32),
+        config=config.provider.botocore_config(max_pool_connections=POOL_CONNECTIONS),
     )

@@ -23,6 +23,9 @@ DOWNLOAD_PART_SIZE = 16 * MiB
 DOWNLOAD_THREADS = 8
 DOWNLOAD_ATTEMPTS = 5
 MAX_PARTS = 10_000
+# Files of a folder dataset in flight at once, uploaded (folder_upload) or downloaded
+# (folder_download); a large file counts for as many as the requests it sends at once.
+FOLDER_FILES_AT_ONCE = 64
 # Parts a stream upload may buffer at once, whatever the part size. Files never buffer
 # parts (they go by path); with Django and boto3 loaded (~80 MiB) a stream upload then
 # peaks under 150 MB.

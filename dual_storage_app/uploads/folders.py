@@ -23,7 +23,7 @@ from django.utils import timezone
 
 from .._consistency import delete_quietly
 from ..exceptions import DualStorageError, InvalidKey, ObjectExists, ObjectNotFound
-from ..keys import validate_key
+from ..folder_paths import folder_path
 from ..kinds import REGISTRY
 from ..manifests import MANIFEST_SUFFIX
 from ..models import Dataset, safe_segment, unique_key
@@ -49,14 +49,14 @@ MAX_FILES = 100_000
 
 
 def _clean_path(value: Any, position: int) -> str:
-    """A file's path inside the folder: NFC (macOS names are NFD), '/'-separated, each
-    segment a valid key segment; refused (naming it) rather than renamed."""
-    path = unicodedata.normalize("NFC", text(value, f"path of file {position}", 1024))
+    """A file's path inside the folder (:func:`..folder_paths.folder_path`, the rule the
+    client's folder uploads share); refused (naming it) rather than renamed."""
+    path = text(value, f"path of file {position}", 1024)
     try:
-        validate_key(path)
+        return folder_path(path)
     except InvalidKey as exc:
-        raise UploadRefused(f"File {position} ({path!r}) cannot be stored: {exc}") from exc
-    return path
+        shown = unicodedata.normalize("NFC", path)
+        raise UploadRefused(f"File {position} ({shown!r}) cannot be stored: {exc}") from exc
 
 
 def _file_list(request: dict[str, Any]) -> list[tuple[str, int]]:
