@@ -448,3 +448,54 @@ def test_a_folder_upload_holds_at_most_its_byte_budget_of_small_files_at_once() 
     thread.join()
     with budget.claim(1000):  # above the limit: takes the whole budget, does not hang
         pass
+
+
+def test_ranged_download_asks_its_pace_before_each_block_and_waits_while_refused(
+    tmp_path: Path,
+) -> None:
+    """``pace(end)`` is asked before every block; a refusal holds that block back and
+    asks again, so a hasher can keep the writers within reach of it."""
+    data = os.urandom(3 * MiB + 5)
+    asked: list[int] = []
+    refused_once: set[int] = set()
+    lock = threading.Lock()
+
+    def pace(end: int) -> bool:
+        with lock:
+            asked.append(end)
+            if end not in refused_once:
+                refused_once.add(end)
+                return False  # every block is refused once, then allowed
+            return True
+
+    with (tmp_path / "f").open("w+b") as sink:
+        size = RangedDownload(
+            _ScriptedClient(data),  # type: ignore[arg-type]
+            "b",
+            "k",
+            sink.fileno(),
+            part_size=MiB,
+            threads=4,
+            attempts=1,
+            on_contiguous=lambda _end: None,
+            pace=pace,
+        ).run()
+    assert size == len(data) and (tmp_path / "f").read_bytes() == data
+    block_ends = {min(start + MiB, len(data)) for start in range(0, len(data), MiB)}
+    assert sorted(asked) == sorted([*block_ends, *block_ends])  # each asked twice
+
+
+def test_a_hasher_lets_writers_on_only_within_its_window(tmp_path: Path) -> None:
+    path = tmp_path / "f"
+    path.write_bytes(os.urandom(3 * MiB))
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        hasher = PrefixHasher(fd)
+        assert hasher.wait_for_room(MiB, MiB, timeout=1)  # nothing hashed, within reach
+        assert not hasher.wait_for_room(2 * MiB + 1, MiB, timeout=0.1)  # too far ahead
+        hasher.advance(2 * MiB)
+        assert hasher.wait_for_room(3 * MiB, MiB, timeout=5)  # hashed to 2 MiB: room
+        hasher.abandon()
+        assert hasher.wait_for_room(100 * MiB, MiB, timeout=1)  # stopped: nobody waits
+    finally:
+        os.close(fd)

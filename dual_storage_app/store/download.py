@@ -16,8 +16,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO
 
 from .hashing import PrefixHasher
-from .ranged_download import download_into
-from .transfer import progress_callback
+from .ranged_download import READ_SIZE, download_into
+from .transfer import DOWNLOAD_PART_SIZE, progress_callback
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
@@ -32,6 +32,12 @@ def has_descriptor(sink: object) -> bool:
 
 
 WRITE_BEHIND_STEP = 64 * 1024 * 1024
+# How far the parallel GETs may run ahead of the hash. Unchecked, on a machine whose
+# cores the transfer fills, the hash gets the least CPU and most of it is left for
+# after the last byte arrives, on one core; held within this window, the hash keeps
+# pace and what is left at the end is at most the window. It must exceed one part (the
+# lowest incomplete part must always be allowed on).
+HASH_WINDOW = max(128 * 1024 * 1024, DOWNLOAD_PART_SIZE + READ_SIZE)
 
 
 class WriteBehind:
@@ -104,6 +110,9 @@ def download_to_descriptor(
         if flusher is not None:
             flusher.advance(ready)
 
+    def pace(end: int) -> bool:
+        return hasher.wait_for_room(end, HASH_WINDOW, timeout=0.1)
+
     try:
         size = download_into(
             client,
@@ -113,6 +122,7 @@ def download_to_descriptor(
             on_contiguous=advance,
             on_bytes=progress_callback(),
             extra_args=extra_args,
+            pace=pace,
         )
     except BaseException:
         hasher.abandon()

@@ -19,7 +19,7 @@ from __future__ import annotations
 import hashlib
 import os
 import threading
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Protocol
 
@@ -96,9 +96,16 @@ class HashingReader:
         return self._sha256.hexdigest()
 
 
-def _update(digest: hashlib._Hash, fd: int, start: int, end: int, buffer: bytearray) -> None:
+def _update(
+    digest: hashlib._Hash,
+    fd: int,
+    start: int,
+    end: int,
+    buffer: bytearray,
+    on_block: Callable[[int], None] | None = None,
+) -> None:
     """Hash bytes ``[start, end)`` of ``fd``, read into ``buffer`` (reused: no allocation
-    and no fresh pages to fault in per block)."""
+    and no fresh pages to fault in per block); ``on_block(position)`` hears the progress."""
     view = memoryview(buffer)
     while start < end:
         count = os.preadv(fd, [view[: min(len(view), end - start)]], start)
@@ -106,6 +113,8 @@ def _update(digest: hashlib._Hash, fd: int, start: int, end: int, buffer: bytear
             raise OSError(f"file ended at byte {start}, {end - start} bytes short of {end}")
         digest.update(view[:count])
         start += count
+        if on_block is not None:
+            on_block(start)
 
 
 class PrefixHasher:
@@ -128,7 +137,17 @@ class PrefixHasher:
         with self._changed:
             if ready > self._ready:
                 self._ready = ready
-                self._changed.notify()
+                self._changed.notify_all()
+
+    def wait_for_room(self, end: int, window: int, timeout: float) -> bool:
+        """Wait (up to ``timeout`` s) until the hash is within ``window`` bytes of
+        ``end``, or has stopped; True if it is. A writer that waits here keeps the hash
+        from falling behind, so little is left to hash when the transfer ends."""
+        with self._changed:
+            return self._changed.wait_for(
+                lambda: end - self._hashed <= window or self._stopping or self._error is not None,
+                timeout,
+            )
 
     def finish(self, size: int) -> str:
         """Wait for the hash of bytes ``[0, size)`` and return it."""
@@ -147,7 +166,7 @@ class PrefixHasher:
     def _stop(self) -> None:
         with self._changed:
             self._stopping = True
-            self._changed.notify()
+            self._changed.notify_all()
         self._thread.join()
 
     def _run(self) -> None:
@@ -159,7 +178,13 @@ class PrefixHasher:
                     ready = self._ready
                     if self._hashed == ready:  # stopping, and nothing left
                         return
-                _update(self._digest, self._fd, self._hashed, ready, self._buffer)
-                self._hashed = ready
+                _update(self._digest, self._fd, self._hashed, ready, self._buffer, self._hashed_to)
         except BaseException as exc:  # reported by finish()
-            self._error = exc
+            with self._changed:
+                self._error = exc
+                self._changed.notify_all()
+
+    def _hashed_to(self, position: int) -> None:
+        with self._changed:
+            self._hashed = position
+            self._changed.notify_all()

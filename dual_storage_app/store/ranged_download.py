@@ -36,6 +36,11 @@ def _ignore(_count: int) -> None:
     """A progress listener that listens to nothing."""
 
 
+def _no_pace(_end: int) -> bool:
+    """A pace that never holds a block back."""
+    return True
+
+
 def download_into(
     client: S3Client,
     bucket: str,
@@ -44,10 +49,11 @@ def download_into(
     on_contiguous: Callable[[int], None] = _ignore,
     on_bytes: Callable[[int], None] | None = None,
     extra_args: Mapping[str, Any] | None = None,
+    pace: Callable[[int], bool] = _no_pace,
 ) -> int:
     """Download ``bucket/key`` into ``fd`` with the transfer policy's part size, threads
-    and attempts; return the object's size. ``on_contiguous``, ``on_bytes`` and
-    ``extra_args`` are as for :class:`RangedDownload`."""
+    and attempts; return the object's size. ``on_contiguous``, ``on_bytes``,
+    ``extra_args`` and ``pace`` are as for :class:`RangedDownload`."""
     return RangedDownload(
         client,
         bucket,
@@ -59,6 +65,7 @@ def download_into(
         on_contiguous=on_contiguous,
         on_bytes=on_bytes or _ignore,
         extra_args=extra_args,
+        pace=pace,
     ).run()
 
 
@@ -67,7 +74,10 @@ class RangedDownload:
     ``part_size`` bytes. ``on_contiguous(end)`` hears how far the file is complete from
     byte 0 (for a hasher that follows); ``on_bytes(count)`` hears every block written, as
     an increment, from the worker threads (for a progress bar). ``extra_args`` go with
-    every GET (the SSE-C key of an object stored with one)."""
+    every GET (the SSE-C key of an object stored with one). ``pace(end)`` is asked before
+    each block is read whether bytes up to ``end`` may come now; it may wait a little and
+    answer False, and is asked again (a hasher that keeps the writers within reach of
+    it). It must answer True for the lowest incomplete part, or the download stalls."""
 
     def __init__(
         self,
@@ -82,8 +92,10 @@ class RangedDownload:
         on_contiguous: Callable[[int], None],
         on_bytes: Callable[[int], None] = _ignore,
         extra_args: Mapping[str, Any] | None = None,
+        pace: Callable[[int], bool] = _no_pace,
     ) -> None:
         self._client, self._bucket, self._key, self._fd = client, bucket, key, fd
+        self._pace = pace
         self._extra: dict[str, Any] = dict(extra_args or {})
         self._part_size, self._threads, self._attempts = part_size, threads, attempts
         self._on_contiguous, self._on_bytes = on_contiguous, on_bytes
@@ -149,7 +161,10 @@ class RangedDownload:
                 body = response["Body"]
                 try:
                     while position < end and not self._cancelled.is_set():
-                        block = body.read(min(READ_SIZE, end - position))
+                        block_end = min(position + READ_SIZE, end)
+                        if not self._pace(block_end):
+                            continue  # asked again, unless cancelled meanwhile
+                        block = body.read(block_end - position)
                         if not block:
                             break  # ended early: resume with a new ranged GET
                         position = self._write_at(block, position)
