@@ -415,7 +415,7 @@ def test_write_behind_flushes_every_step_while_a_download_runs_and_stops_cleanly
         flushed.append(fd)
         flushing.set()
 
-    monkeypatch.setattr(download_module.os, "fdatasync", fdatasync)
+    monkeypatch.setattr(os, "fdatasync", fdatasync)
     fd = os.open(tmp_path / "file", os.O_RDWR | os.O_CREAT, 0o600)
     try:
         flusher = WriteBehind(fd)
@@ -499,3 +499,32 @@ def test_a_hasher_lets_writers_on_only_within_its_window(tmp_path: Path) -> None
         assert hasher.wait_for_room(100 * MiB, MiB, timeout=1)  # stopped: nobody waits
     finally:
         os.close(fd)
+
+
+@pytest.mark.parametrize(("size", "threads_started"), [(1000, False), (16 * MiB + 1, True)])
+def test_a_one_part_download_is_hashed_after_it_lands_with_no_thread(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, size: int, threads_started: bool
+) -> None:
+    """A small object comes in one stream, in order: hashing it once it has landed
+    costs less than starting a hasher thread (a folder's thousands of small files); a
+    larger one is hashed by a thread that follows its parallel parts."""
+    started: list[int] = []
+
+    class CountedHasher(PrefixHasher):
+        def __init__(self, fd: int) -> None:
+            started.append(fd)
+            super().__init__(fd)
+
+    monkeypatch.setattr(download_module, "PrefixHasher", CountedHasher)
+    data = os.urandom(size)
+    with (tmp_path / "f").open("w+b") as sink:
+        got = download_module.download_to_descriptor(
+            _ScriptedClient(data),  # type: ignore[arg-type]
+            "b",
+            "k",
+            sink,
+            write_behind=True,
+        )
+    assert got == (size, hashlib.sha256(data).hexdigest())
+    assert (tmp_path / "f").read_bytes() == data
+    assert bool(started) is threads_started

@@ -15,7 +15,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO
 
-from .hashing import PrefixHasher
+from .hashing import PrefixHasher, hash_fd
 from .ranged_download import READ_SIZE, download_into
 from .transfer import DOWNLOAD_PART_SIZE, progress_callback
 
@@ -87,6 +87,45 @@ class WriteBehind:
             self._flushed = target
 
 
+class _Followers:
+    """What follows a download's bytes: the SHA-256 and, for a file that will be
+    ``fsync``-ed, the write-behind. Started when the size is known, and only for an
+    object of more than one part: one part arrives in one stream, in order, and is
+    hashed from the page cache once it has landed, with no thread to start."""
+
+    def __init__(self, fd: int, write_behind: bool) -> None:
+        self._fd, self._write_behind = fd, write_behind
+        self._hasher: PrefixHasher | None = None
+        self._flusher: WriteBehind | None = None
+
+    def on_size(self, size: int) -> None:
+        if size > DOWNLOAD_PART_SIZE:
+            self._hasher = PrefixHasher(self._fd)
+            self._flusher = WriteBehind(self._fd) if self._write_behind else None
+
+    def advance(self, ready: int) -> None:
+        if self._hasher is not None:
+            self._hasher.advance(ready)
+        if self._flusher is not None:
+            self._flusher.advance(ready)
+
+    def pace(self, end: int) -> bool:
+        return self._hasher is None or self._hasher.wait_for_room(end, HASH_WINDOW, timeout=0.1)
+
+    def stop_flushing(self) -> None:
+        if self._flusher is not None:
+            self._flusher.stop()
+
+    def abandon(self) -> None:
+        self.stop_flushing()
+        if self._hasher is not None:
+            self._hasher.abandon()
+
+    def sha256(self, size: int) -> str:
+        """The SHA-256 of bytes ``[0, size)``, once every byte has been written."""
+        return hash_fd(self._fd, size) if self._hasher is None else self._hasher.finish(size)
+
+
 def download_to_descriptor(
     client: S3Client,
     bucket: str,
@@ -102,37 +141,26 @@ def download_to_descriptor(
     while downloading (:class:`WriteBehind`; for a file that will be ``fsync``-ed)."""
     sink.flush()
     fd = sink.fileno()
-    hasher = PrefixHasher(fd)
-    flusher = WriteBehind(fd) if write_behind else None
-
-    def advance(ready: int) -> None:
-        hasher.advance(ready)
-        if flusher is not None:
-            flusher.advance(ready)
-
-    def pace(end: int) -> bool:
-        return hasher.wait_for_room(end, HASH_WINDOW, timeout=0.1)
-
+    followers = _Followers(fd, write_behind)
     try:
         size = download_into(
             client,
             bucket,
             key,
             fd,
-            on_contiguous=advance,
+            on_contiguous=followers.advance,
             on_bytes=progress_callback(),
             extra_args=extra_args,
-            pace=pace,
+            pace=followers.pace,
+            on_size=followers.on_size,
         )
     except BaseException:
-        hasher.abandon()
+        followers.abandon()
         raise
-    finally:
-        if flusher is not None:
-            flusher.stop()
+    followers.stop_flushing()
     os.ftruncate(fd, size)  # a reused sink may have held more
     sink.seek(size)
-    return size, hasher.finish(size)
+    return size, followers.sha256(size)
 
 
 @contextmanager

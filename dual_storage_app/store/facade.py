@@ -15,6 +15,7 @@ import contextlib
 import threading
 import weakref
 from collections.abc import Iterator, Mapping
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO
 
@@ -321,11 +322,23 @@ class Store:
         write_behind: bool = False,
     ) -> TransferResult:
         client = self.client
-        expected = expected_sha256 or recorded_sha256(client, self.config, bucket, key)
-        with translated(self.config, "download", bucket, key):
-            size, sha256 = download_to_descriptor(
-                client, bucket, key, sink, extra_args, write_behind=write_behind
-            )
+        # The recorded SHA-256 is needed only at the end: its read (one round trip, which
+        # a far store makes long) runs beside the GETs instead of before them.
+        tag_read: Future[str | None] | None = None
+        if expected_sha256 is None and self.config.provider.supports_tagging:
+            reader = ThreadPoolExecutor(1, thread_name_prefix="dual-storage-tag")
+            tag_read = reader.submit(recorded_sha256, client, self.config, bucket, key)
+            reader.shutdown(wait=False)  # its one thread ends with the read
+        try:
+            with translated(self.config, "download", bucket, key):
+                size, sha256 = download_to_descriptor(
+                    client, bucket, key, sink, extra_args, write_behind=write_behind
+                )
+        except BaseException:
+            if tag_read is not None:
+                tag_read.cancel()
+            raise
+        expected = expected_sha256 if tag_read is None else tag_read.result()
         result = TransferResult(self.name, bucket, key, size, sha256, "")
         check_sha256(self.config, result, expected)
         return result

@@ -50,10 +50,11 @@ def download_into(
     on_bytes: Callable[[int], None] | None = None,
     extra_args: Mapping[str, Any] | None = None,
     pace: Callable[[int], bool] = _no_pace,
+    on_size: Callable[[int], None] = _ignore,
 ) -> int:
     """Download ``bucket/key`` into ``fd`` with the transfer policy's part size, threads
     and attempts; return the object's size. ``on_contiguous``, ``on_bytes``,
-    ``extra_args`` and ``pace`` are as for :class:`RangedDownload`."""
+    ``extra_args``, ``pace`` and ``on_size`` are as for :class:`RangedDownload`."""
     return RangedDownload(
         client,
         bucket,
@@ -66,6 +67,7 @@ def download_into(
         on_bytes=on_bytes or _ignore,
         extra_args=extra_args,
         pace=pace,
+        on_size=on_size,
     ).run()
 
 
@@ -77,7 +79,9 @@ class RangedDownload:
     every GET (the SSE-C key of an object stored with one). ``pace(end)`` is asked before
     each block is read whether bytes up to ``end`` may come now; it may wait a little and
     answer False, and is asked again (a hasher that keeps the writers within reach of
-    it). It must answer True for the lowest incomplete part, or the download stalls."""
+    it). It must answer True for the lowest incomplete part, or the download stalls.
+    ``on_size(size)`` hears the object's size once, before any byte is written. An
+    object of one part is read in the calling thread, with no pool."""
 
     def __init__(
         self,
@@ -93,9 +97,10 @@ class RangedDownload:
         on_bytes: Callable[[int], None] = _ignore,
         extra_args: Mapping[str, Any] | None = None,
         pace: Callable[[int], bool] = _no_pace,
+        on_size: Callable[[int], None] = _ignore,
     ) -> None:
         self._client, self._bucket, self._key, self._fd = client, bucket, key, fd
-        self._pace = pace
+        self._pace, self._on_size = pace, on_size
         self._extra: dict[str, Any] = dict(extra_args or {})
         self._part_size, self._threads, self._attempts = part_size, threads, attempts
         self._on_contiguous, self._on_bytes = on_contiguous, on_bytes
@@ -119,7 +124,11 @@ class RangedDownload:
         else:  # a server that ignored the Range header sent the whole object
             size = first_end = int(first["ContentLength"])
         etag = first.get("ETag")
+        self._on_size(size)
         starts = range(first_end, size, self._part_size)
+        if not starts:  # one part: no pool to start for it
+            self._write_part(0, first_end, etag, first)
+            return size
         with ThreadPoolExecutor(self._threads, thread_name_prefix="dual-storage-get") as pool:
             futures = [pool.submit(self._write_part, 0, first_end, etag, first)]
             futures += [
@@ -138,6 +147,7 @@ class RangedDownload:
     def _empty_object(self) -> int:
         response = self._client.get_object(Bucket=self._bucket, Key=self._key, **self._extra)
         data = response["Body"].read()
+        self._on_size(len(data))
         os.pwrite(self._fd, data, 0)
         self._on_bytes(len(data))
         self._on_contiguous(len(data))
