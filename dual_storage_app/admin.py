@@ -84,7 +84,8 @@ class ArtifactAdmin(_ModelAdmin):
         ("uploaded_by", admin.RelatedOnlyFieldListFilter),
     )
     search_fields: ClassVar[tuple[str, ...]] = ("name", "file", "sha256")
-    date_hierarchy = "created_at"
+    # No date_hierarchy: its drill-down is a SELECT DISTINCT over every row on each page
+    # (505 of 747 ms at 100,000 rows in bench.scale); the created_at filter above is free.
     list_select_related = ("uploaded_by",)
     actions: Sequence[Any] = (verify_integrity, refresh_metadata, accept_stored_content)
     extra_readonly: tuple[str, ...] = ()
@@ -263,7 +264,8 @@ class IssuedLinkAdmin(_ModelAdmin):
     list_display = ("issued_at", "via", "actor", "remote_addr", "key", "expires_at")
     list_filter: ClassVar[tuple[Any, ...]] = ("via", "issued_at", "expires_at", "store")
     search_fields = ("key", "actor", "remote_addr")
-    date_hierarchy = "issued_at"
+    # No date_hierarchy (a SELECT DISTINCT over every record per page): the audit grows
+    # with every link; the issued_at filter above does the same job.
     list_select_related = False
     readonly_fields = RECORD_FIELDS
 

@@ -6,6 +6,8 @@ endpoint. Uploads through the add form: ``test_admin_uploads.py``.
 from __future__ import annotations
 
 import hashlib
+import html
+import re
 from datetime import timedelta
 from io import StringIO
 from typing import Any
@@ -16,8 +18,10 @@ from django.contrib import messages
 from django.contrib.auth.models import Permission
 from django.core.files.base import ContentFile
 from django.core.management import CommandError, call_command
+from django.db import connection
 from django.template.defaultfilters import filesizeformat
 from django.test import Client
+from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 from django.utils import timezone
 from pytest_django import Settings as SettingsWrapper
@@ -76,6 +80,27 @@ def test_changelist_shows_size_and_short_hash(
     change = admin_client.get(change_url)
     assert change.status_code == 200 and artifact.sha256 in change.content.decode()
     assert_nothing_private(change.content, s3_servers)
+
+
+@pytest.mark.parametrize("model", [ModelWeight, Dataset])
+def test_changelist_cost_does_not_grow_with_the_table(
+    model: type[Artifact], real_storage: DualStorageClient, admin_client: Client
+) -> None:
+    """The page reads its 100 rows through the created_at index and counts; no query
+    walks every row's date (a date hierarchy's SELECT DISTINCT: 505 of 747 ms a page at
+    100,000 rows in bench.scale). The date filter is offered instead."""
+    make(model, b"row")
+    with CaptureQueriesContext(connection) as queries:
+        response = admin_client.get(changelist(model))
+    assert response.status_code == 200
+    # SQLite's django_datetime_trunc, PostgreSQL's DATE_TRUNC: a date hierarchy's scan.
+    assert not [q["sql"] for q in queries if "TRUNC" in q["sql"].upper()]
+    assert model._meta.get_field("created_at").db_index
+    page = response.content.decode()
+    today = re.search(r'href="(\?created_at__gte=[^"]+)"[^>]*>Today<', page)
+    assert today is not None, "the created_at filter offers Today"
+    filtered = admin_client.get(changelist(model) + html.unescape(today.group(1)))
+    assert filtered.status_code == 200 and filtered.context["cl"].result_count == 1
 
 
 def test_checkpoint_list_has_job_columns_and_filter(
