@@ -15,13 +15,13 @@ from dual_storage_app.management._common import (
 )
 from dual_storage_app.models import ARTIFACT_MODELS
 from dual_storage_app.owned_keys import OwnedKeys
-from dual_storage_app.verification import check_artifact
+from dual_storage_app.verification import check_artifacts
 
 
 class Command(StorageCommand):
     help = (
-        "Check every artifact row against its store: re-read each object and compare its "
-        "SHA-256 and size (--quick: size and ETag from a HEAD only), and list objects "
+        "Check every artifact row against its store: re-read each object (16 at a time) and "
+        "compare its SHA-256 and size (--quick: size and ETag from a HEAD only), and list objects "
         "that no row points at (--orphans). Exits non-zero if anything is wrong."
     )
 
@@ -42,9 +42,10 @@ class Command(StorageCommand):
         checked = 0
         for kind in kinds or KINDS:
             manager: Any = ARTIFACT_MODELS[cast(ArtifactKind, kind)]._default_manager
-            for row in manager.order_by("pk").iterator():
+            rows = manager.order_by("pk").iterator()
+            for row, verdict in check_artifacts(rows, quick=quick):
                 checked += 1
-                problem = check_artifact(row, quick=quick).problem
+                problem = verdict.problem
                 if problem is not None:
                     problems.append(
                         {"kind": kind, "id": row.pk, "key": row.key, "problem": problem}
