@@ -16,8 +16,10 @@ from .links import OPERATION as PRESIGN
 from .migration import OPERATION as MIGRATE
 from .report import Result, best_peer_speed, size_label
 from .schemas import OPERATION as SCHEMA
+from .wan import Row as WanRow
 
 TRANSFER_RATIO = 0.95
+WAN_RATIO = 1.0  # issue 15: at 100-300 ms, ours at least as fast as the fastest peer
 FLOOR_SHARE = 0.90  # issue 15: a verified transfer at >= 90 % of this machine's floor
 SCHEMA_RATIO = 20.0
 PRESIGNS_PER_SECOND = 20_000
@@ -159,6 +161,37 @@ def _floors(found: list[Floor] | None) -> list[Verdict]:
     ]
 
 
+def _wan(rows: list[WanRow] | None) -> list[Verdict]:
+    """Issue 15: at each WAN profile, ours >= 1.0x the fastest peer for the large file
+    and for the folder, up and down (a verdict per profile and part)."""
+    groups: dict[tuple[str, bool], list[WanRow]] = {}
+    for row in rows or []:
+        groups.setdefault((row.profile, bool(row.files)), []).append(row)
+    verdicts = []
+    for (profile, folder), group in groups.items():
+        what = "folder" if folder else "large file"
+        goal = f"WAN {profile}, {what}: ours >= {WAN_RATIO:.1f}x the fastest peer, up and down"
+        figures, met = [], True
+        for operation in ("upload", "download"):
+            rows_of = [r for r in group if r.operation == operation]
+            ours = next((r for r in rows_of if r.contender == OURS), None)
+            peers = [r for r in rows_of if r.contender != OURS and r.speed is not None]
+            if ours is None or ours.speed is None or not peers:
+                figures.append(f"{operation}: {ours.note if ours else 'no row'}")
+                met = False
+                continue
+            best = max(peers, key=lambda r: r.speed or 0.0)
+            ratio = ours.speed / (best.speed or 1.0)
+            figures.append(
+                f"{operation} {ours.size} {ratio:.2f}x ({ours.seconds:.1f} s, "
+                f"{ours.requests or 0:,} requests; {best.contender} {best.seconds:.1f} s, "
+                f"{best.requests or 0:,})"
+            )
+            met = met and ratio >= WAN_RATIO
+        verdicts.append(Verdict(goal, "; ".join(figures), met))
+    return verdicts or [Verdict(f"WAN: ours >= {WAN_RATIO:.1f}x the fastest peer", "-", None)]
+
+
 def judge(
     results: list[Result],
     memory_failures: list[str] | None,
@@ -166,10 +199,12 @@ def judge(
     *,
     browser: list[Measured] | None = None,
     floors: list[Floor] | None = None,
+    wan: list[WanRow] | None = None,
 ) -> list[Verdict]:
     """Every goal; ``memory_failures`` lists the memory paths that did not pass at
     ``memory_sizes`` (None: the memory section did not run); ``browser``: the browser
-    section's rows (None: not run); ``floors``: the verified transfers' floors."""
+    section's rows (None: not run); ``floors``: the verified transfers' floors;
+    ``wan``: the WAN section's rows (None: not run)."""
     verdicts = [_transfer(results, "upload"), _transfer(results, "download")]
     verdicts += _floors(floors)
     verdicts.append(
@@ -197,6 +232,7 @@ def judge(
         verdicts.append(Verdict(memory_goal, figure, not memory_failures))
     verdicts.append(_migration(results))
     verdicts.append(_browser_idle(browser))
+    verdicts += _wan(wan)
     return verdicts
 
 

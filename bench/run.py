@@ -28,7 +28,7 @@ import boto3
 
 from dual_storage_app.testing.server import LocalS3Server, free_port_pair
 
-from . import browser_uploads, goals, links, memory, migration, schemas
+from . import browser_uploads, goals, links, memory, migration, scale, schemas, wan
 from .contenders import OURS, Contender, our_store, warm_up
 from .cpu import CpuMeter, sha256_rate
 from .floor import floors, format_floors
@@ -36,13 +36,26 @@ from .lineup import all_contenders
 from .memory import write_test_file
 from .report import Result, format_rss, format_table, parse_size, size_label
 from .target import Target
+from .wan_proxy import PROFILES as WAN_PROFILES
 
 REPO = Path(__file__).resolve().parent.parent
 BUCKET = "bench"
 QUICK_SIZES = ["8MiB", "40MiB"]
 FULL_SIZES = ["500MB", "1GiB"]
-SECTIONS = ("transfers", "links", "schemas", "rss", "memory", "migration", "browser")
-NOT_QUICK = ("browser",)  # minutes even when small: left out of --quick unless named
+SECTIONS = (
+    "transfers",
+    "links",
+    "schemas",
+    "rss",
+    "memory",
+    "migration",
+    "browser",
+    "wan",
+    "scale",
+)
+# Minutes even when small (a browser, round trips of 100-300 ms, 100,000 objects): left
+# out of --quick unless named in --only.
+NOT_QUICK = ("browser", "wan", "scale")
 QUICK_MEMORY_SIZES = ["8MiB", "64MiB"]
 FULL_MEMORY_SIZES = ["256MiB", "1GiB", "2GiB"]
 
@@ -94,6 +107,18 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--browser-size", help="the file uploaded from the browser (default 1GiB; quick 32MiB)"
     )
     parser.add_argument(
+        "--wan-profiles",
+        nargs="+",
+        choices=sorted(WAN_PROFILES),
+        help=f"WAN profiles (default {' '.join(wan.DEFAULT_PROFILES)})",
+    )
+    parser.add_argument(
+        "--scale-counts",
+        nargs="+",
+        type=int,
+        help="objects per scale step (default 1000 10000 100000; quick 200 1000)",
+    )
+    parser.add_argument(
         "--browser-folder",
         help="the folder uploaded from the browser, COUNTxSIZE (default 2000x256KiB)",
     )
@@ -112,6 +137,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     args.migration_large = parse_size(args.migration_large) if args.migration_large else large
     args.sizes = [parse_size(s) for s in args.sizes or (QUICK_SIZES if args.quick else FULL_SIZES)]
     args.repeat = max(1, args.repeat or (1 if args.quick else 5))
+    args.wan_figures = wan.QUICK_FIGURES if args.quick else wan.FULL_FIGURES
+    args.wan_profiles = args.wan_profiles or list(wan.DEFAULT_PROFILES)
+    args.scale_counts = args.scale_counts or list(
+        scale.QUICK_COUNTS if args.quick else scale.FULL_COUNTS
+    )
     return args
 
 
@@ -309,6 +339,15 @@ def main(argv: list[str] | None = None) -> int:
             browser_rows, browser_text = None, ""
             if "browser" in args.only:
                 browser_rows, browser_text = browser_uploads.run(server, workdir, args.browser)
+            wan_rows, wan_text = None, ""
+            if "wan" in args.only:
+                big, files, file_size = args.wan_figures
+                wan_rows, wan_text = wan.run(
+                    server, target, args.wan_profiles, big, files, file_size, repeat=1
+                )
+            scale_text = ""
+            if "scale" in args.only:
+                _, scale_text = scale.run(server, target, args.scale_counts)
         finally:
             server.kill()  # throw-away data: skip SeaweedFS's ~15 s graceful stop
     hash_rate = sha256_rate()
@@ -330,11 +369,21 @@ def main(argv: list[str] | None = None) -> int:
         print("\n" + memory_table)
     if browser_text:
         print("\n" + browser_text)
+    if wan_text:
+        print("\n" + wan_text)
+    if scale_text:
+        print("\nScale: time per object from 1,000 to 100,000 objects\n" + scale_text)
     verdicts = goals.judge(
-        results, memory_failures, ", ".join(memory_sizes), browser=browser_rows, floors=found_floors
+        results,
+        memory_failures,
+        ", ".join(memory_sizes),
+        browser=browser_rows,
+        floors=found_floors,
+        wan=wan_rows,
     )
     print("\n" + goals.format_goals(verdicts))
     notes = [r.note for r in results] + [r.note for r in browser_rows or []]
+    notes += [r.note for r in wan_rows or []]
     return 1 if any(note and note.startswith("error") for note in notes) else 0
 
 

@@ -11,6 +11,7 @@ from bench.goals import Verdict, judge
 from bench.links import OPERATION as PRESIGN
 from bench.report import MB, Result
 from bench.schemas import OPERATION as SCHEMA
+from bench.wan import Row as WanRow
 
 SIZE = 500 * MB
 
@@ -154,3 +155,36 @@ def test_a_peer_faster_than_the_cpu_bound_sets_the_floor_and_a_share_below_90_mi
 def _floor_verdicts(rows: list[Result]) -> list[Verdict]:
     found = floors(rows, sha256_mb_per_s=1000, cores=2)
     return [v for v in judge(rows, None, floors=found) if v.goal.startswith("verified")]
+
+
+def wan_row(profile: str, operation: str, contender: str, seconds: float, files: int = 0) -> WanRow:
+    return WanRow(
+        profile,
+        operation,
+        "2,000 x 256 KiB" if files else "1 GiB",
+        contender,
+        seconds,
+        requests=2000 if files else 66,
+        bytes_per_run=2000 * 256 * 1024 if files else 1024**3,
+        files=files,
+    )
+
+
+def test_a_wan_goal_per_profile_and_part_needs_ours_at_least_as_fast_both_ways() -> None:
+    rows = [
+        wan_row("R2", "upload", "ours", 5.0),
+        wan_row("R2", "upload", "s5cmd", 6.0),
+        wan_row("R2", "download", "ours", 5.0),
+        wan_row("R2", "download", "boto3 default", 4.9),  # ours 0.98x: missed
+        wan_row("R2", "upload", "ours", 3.0, files=2000),
+        wan_row("R2", "upload", "s5cmd", 3.0, files=2000),  # a tie meets 1.0x
+        wan_row("R2", "download", "ours", 2.0, files=2000),
+        wan_row("R2", "download", "rclone", 9.0, files=2000),
+    ]
+    judged = {v.goal: v for v in judge([], None, wan=rows) if v.goal.startswith("WAN")}
+    large = judged["WAN R2, large file: ours >= 1.0x the fastest peer, up and down"]
+    folder = judged["WAN R2, folder: ours >= 1.0x the fastest peer, up and down"]
+    assert large.met is False and "download 1 GiB 0.98x" in large.figure
+    assert "boto3 default 4.9 s" in large.figure
+    assert folder.met is True and "upload 2,000 x 256 KiB 1.00x" in folder.figure
+    assert [v.met for v in judge([], None) if v.goal.startswith("WAN")] == [None]

@@ -31,6 +31,8 @@ GOALS = (
     "get_schema",
     "peak RSS",
     "migration of small objects",
+    "verified transfers >= 90% of the floor",
+    "verified transfers never slower than raw boto3",
 )
 
 
@@ -99,3 +101,6 @@ def test_quick_bench_prints_every_contender_with_a_ratio() -> None:
         verdict = next(line for line in verdicts if goal in line)
         assert verdict.startswith(("[MET]", "[MISSED]")), verdict
     assert next(line for line in verdicts if "peak RSS" in line).startswith("[MET]")
+    assert "Floors of verified transfers" in done.stdout  # each floor with its terms
+    floors = [line for line in lines if line.startswith("  download 40 MiB: floor ")]
+    assert floors and "of floor" in floors[0], floors
