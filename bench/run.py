@@ -19,14 +19,11 @@ import os
 import platform
 import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
 
 import boto3
-
-from dual_storage_app.testing.server import LocalS3Server, free_port_pair
 
 from . import browser_uploads, goals, links, memory, migration, scale, schemas, wan
 from .contenders import OURS, Contender, our_store, warm_up
@@ -35,7 +32,7 @@ from .floor import floors, format_floors
 from .lineup import all_contenders
 from .memory import write_test_file
 from .report import Result, format_rss, format_table, parse_size, size_label
-from .target import Target
+from .target import Target, own_server
 from .wan_proxy import PROFILES as WAN_PROFILES
 
 REPO = Path(__file__).resolve().parent.parent
@@ -288,68 +285,53 @@ def machine_summary(sha256_mb_per_s: float) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    with tempfile.TemporaryDirectory(prefix="dual-storage-bench-", dir=args.workdir) as tmp:
-        workdir = Path(tmp)
-        server = LocalS3Server(
-            data_dir=workdir / "server",
-            s3_port=free_port_pair(),
-            access_key="bench-access",
-            secret_key="bench-secret-key",
-        )
-        started = time.perf_counter()
-        server.start()
-        try:
-            print(f"SeaweedFS on {server.endpoint_url} ({time.perf_counter() - started:.1f} s)")
-            target = Target(
-                server.endpoint_url, server.access_key, server.secret_key, BUCKET, workdir
+    with own_server(BUCKET, prefix="dual-storage-bench-", workdir=args.workdir) as (server, target):
+        workdir = target.workdir
+        our_store(target).create_bucket(BUCKET)
+        results: list[Result] = []
+        if "transfers" in args.only:
+            results += bench_transfers(
+                target,
+                args.sizes,
+                args.repeat,
+                memory.seaweed_vacuum(server),
+                CpuMeter(server.process.pid if server.process else None),
             )
-            our_store(target).create_bucket(BUCKET)
-            results: list[Result] = []
-            if "transfers" in args.only:
-                results += bench_transfers(
-                    target,
-                    args.sizes,
-                    args.repeat,
-                    memory.seaweed_vacuum(server),
-                    CpuMeter(server.process.pid if server.process else None),
-                )
-            if "links" in args.only:
-                results += links.run(target, repeat=args.repeat)
-            if "schemas" in args.only:
-                results += schemas.run(target, repeat=args.repeat)
-            peaks = bench_rss(target, max(args.sizes)) if "rss" in args.only else {}
-            memory_table, memory_failures = "", None
-            memory_sizes = QUICK_MEMORY_SIZES if args.quick else FULL_MEMORY_SIZES
-            if "memory" in args.only:
-                memory_table, memory_failures = memory.run(
-                    target,
-                    [parse_size(size) for size in memory_sizes],
-                    reclaim=memory.seaweed_vacuum(server),
-                )
-            migration_notes = ""
-            if "migration" in args.only:
-                moved, migration_notes = migration.run(
-                    server,
-                    target,
-                    objects=args.migration_objects,
-                    large=args.migration_large,
-                    repeat=args.repeat,
-                )
-                results += moved
-            browser_rows, browser_text = None, ""
-            if "browser" in args.only:
-                browser_rows, browser_text = browser_uploads.run(server, workdir, args.browser)
-            wan_rows, wan_text = None, ""
-            if "wan" in args.only:
-                big, files, file_size = args.wan_figures
-                wan_rows, wan_text = wan.run(
-                    server, target, args.wan_profiles, big, files, file_size, repeat=1
-                )
-            scale_text = ""
-            if "scale" in args.only:
-                _, scale_text = scale.run(server, target, args.scale_counts)
-        finally:
-            server.kill()  # throw-away data: skip SeaweedFS's ~15 s graceful stop
+        if "links" in args.only:
+            results += links.run(target, repeat=args.repeat)
+        if "schemas" in args.only:
+            results += schemas.run(target, repeat=args.repeat)
+        peaks = bench_rss(target, max(args.sizes)) if "rss" in args.only else {}
+        memory_table, memory_failures = "", None
+        memory_sizes = QUICK_MEMORY_SIZES if args.quick else FULL_MEMORY_SIZES
+        if "memory" in args.only:
+            memory_table, memory_failures = memory.run(
+                target,
+                [parse_size(size) for size in memory_sizes],
+                reclaim=memory.seaweed_vacuum(server),
+            )
+        migration_notes = ""
+        if "migration" in args.only:
+            moved, migration_notes = migration.run(
+                server,
+                target,
+                objects=args.migration_objects,
+                large=args.migration_large,
+                repeat=args.repeat,
+            )
+            results += moved
+        browser_rows, browser_text = None, ""
+        if "browser" in args.only:
+            browser_rows, browser_text = browser_uploads.run(server, workdir, args.browser)
+        wan_rows, wan_text = None, ""
+        if "wan" in args.only:
+            big, files, file_size = args.wan_figures
+            wan_rows, wan_text = wan.run(
+                server, target, args.wan_profiles, big, files, file_size, repeat=1
+            )
+        scale_text = ""
+        if "scale" in args.only:
+            _, scale_text = scale.run(server, target, args.scale_counts)
     hash_rate = sha256_rate()
     print(
         f"\n{machine_summary(hash_rate)}; {platform.python_implementation()} "

@@ -34,7 +34,6 @@ import io
 import re
 import statistics
 import sys
-import tempfile
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
@@ -47,11 +46,11 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import boto3
 from botocore.config import Config
 
-from dual_storage_app.testing.server import LocalS3Server, free_port_pair
+from dual_storage_app.testing.server import LocalS3Server
 
 from .cpu import CpuMeter, CpuSample
 from .djangoenv import bucket_names, configure, login_session, superuser
-from .target import Target
+from .target import Target, own_server
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
@@ -703,24 +702,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    with tempfile.TemporaryDirectory(prefix="dual-storage-bench-", dir=args.workdir) as tmp:
-        workdir = Path(tmp)
-        server = LocalS3Server(
-            data_dir=workdir / "server",
-            s3_port=free_port_pair(),
-            access_key="bench-access",
-            secret_key="bench-secret-key",
-        )
-        started = time.perf_counter()
-        server.start()
-        try:
-            print(f"SeaweedFS on {server.endpoint_url} ({time.perf_counter() - started:.1f} s)")
-            target = Target(
-                server.endpoint_url, server.access_key, server.secret_key, BUCKET, workdir
-            )
-            rows, text = run(server, target, args.counts, reads_up_to=args.reads_up_to)
-        finally:
-            server.kill()  # throw-away data: skip SeaweedFS's ~15 s graceful stop
+    with own_server(BUCKET, prefix="dual-storage-bench-", workdir=args.workdir) as (server, target):
+        rows, text = run(server, target, args.counts, reads_up_to=args.reads_up_to)
     print("\n" + text)
     return 1 if any(row.note and row.note.startswith("error") for row in rows) else 0
 

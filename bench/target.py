@@ -3,8 +3,14 @@
 from __future__ import annotations
 
 import os
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+
+from dual_storage_app.testing.server import LocalS3Server, free_port_pair
 
 
 @dataclass(frozen=True)
@@ -48,3 +54,30 @@ class Target:
             NO_PROXY="127.0.0.1,localhost",
         )
         return env
+
+
+@contextmanager
+def own_server(
+    bucket: str, *, prefix: str, workdir: Path | None = None
+) -> Iterator[tuple[LocalS3Server, Target]]:
+    """A SeaweedFS of the bench's own on free loopback ports, in a temporary directory
+    under ``workdir``, and the :class:`Target` of ``bucket`` on it; killed at the end
+    (throw-away data: no ~15 s graceful stop), the directory removed."""
+    with tempfile.TemporaryDirectory(prefix=prefix, dir=workdir) as tmp:
+        root = Path(tmp)
+        server = LocalS3Server(
+            data_dir=root / "server",
+            s3_port=free_port_pair(),
+            access_key="bench-access",
+            secret_key="bench-secret-key",
+        )
+        started = time.perf_counter()
+        server.start()
+        try:
+            print(f"SeaweedFS on {server.endpoint_url} ({time.perf_counter() - started:.1f} s)")
+            yield (
+                server,
+                Target(server.endpoint_url, server.access_key, server.secret_key, bucket, root),
+            )
+        finally:
+            server.kill()

@@ -36,7 +36,6 @@ import platform
 import shutil
 import statistics
 import sys
-import tempfile
 import time
 from collections.abc import Callable, Collection
 from concurrent.futures import ThreadPoolExecutor
@@ -51,7 +50,7 @@ from boto3.s3.transfer import TransferConfig
 from dual_storage_app.client import DualStorageClient
 from dual_storage_app.manifests import MANIFEST_SUFFIX, ManifestEntry, manifest_bytes
 from dual_storage_app.store import transfer as transfer_policy
-from dual_storage_app.testing.server import LocalS3Server, free_port_pair
+from dual_storage_app.testing.server import LocalS3Server
 
 from .contenders import (
     OURS,
@@ -70,7 +69,7 @@ from .contenders import (
 from .cpu import CpuMeter, CpuSample
 from .memory import seaweed_vacuum, write_test_file
 from .report import MB, parse_size, size_label
-from .target import Target
+from .target import Target, own_server
 from .wan_proxy import PROFILES, LinkProfile, ProxyStats, WanProxy, measure_capacity
 
 if TYPE_CHECKING:
@@ -859,34 +858,20 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    with tempfile.TemporaryDirectory(prefix="dual-storage-wan-", dir=args.workdir) as tmp:
-        workdir = Path(tmp)
-        server = LocalS3Server(
-            data_dir=workdir / "server",
-            s3_port=free_port_pair(),
-            access_key="bench-access",
-            secret_key="bench-secret-key",
+    with own_server(BUCKET, prefix="dual-storage-wan-", workdir=args.workdir) as (server, target):
+        our_store(target).create_bucket(BUCKET)
+        rows, text = run(
+            server,
+            target,
+            args.profiles,
+            args.big_size,
+            args.files,
+            args.file_size,
+            args.repeat,
+            capacity=not args.no_capacity,
+            parts=args.parts,
+            only=args.contenders,
         )
-        server.start()
-        try:
-            target = Target(
-                server.endpoint_url, server.access_key, server.secret_key, BUCKET, workdir
-            )
-            our_store(target).create_bucket(BUCKET)
-            rows, text = run(
-                server,
-                target,
-                args.profiles,
-                args.big_size,
-                args.files,
-                args.file_size,
-                args.repeat,
-                capacity=not args.no_capacity,
-                parts=args.parts,
-                only=args.contenders,
-            )
-        finally:
-            server.kill()  # throw-away data
     print(
         f"{os.cpu_count()} CPUs, {platform.python_implementation()} {platform.python_version()}, "
         f"boto3 {boto3.__version__}\n"
