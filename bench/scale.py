@@ -642,9 +642,10 @@ def footnote(rows: Sequence[Row], seconds: float, reads_up_to: int | None) -> st
             f"SeaweedFS, Django on SQLite; per item is wall s / N (admin pages: one render, "
             f"median of {PAGE_RENDERS} after a warm-up); 'vs smallest' is the time per item "
             "over that at the smallest count (1.00x: linear, or flat for a page).",
-            "adopt and verify run one object at a time (one GET, or HEAD with --quick, and "
-            "for adopt one INSERT in its own transaction); the files API presigns each "
-            "file and writes its audit record. Rows marked 'not ours' are the bench's setup.",
+            "adopt reads one object at a time (one GET, then one INSERT in its own "
+            "transaction); verify reads 16 at once (a GET each, or a HEAD with --quick); "
+            "the files API presigns each file and writes its audit record. Rows marked "
+            "'not ours' are the bench's setup.",
             f"Section: {seconds:.0f} s in all, largest count {largest:,}. {cap}".rstrip(),
         ]
     )
