@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 from django import forms
 from django.core.exceptions import ValidationError
+from django.db import OperationalError
 from django.urls import reverse
 from django.utils import timezone
 from pytest_django import Settings as SettingsWrapper
@@ -186,12 +187,22 @@ def quick_retries(page: Any) -> None:
 
 
 def wait_until_checked(pk: int, timeout: float = 120) -> Dataset:
-    """The row once the server's read-back has left "verifying"."""
+    """The row once the server's read-back has left "verifying".
+
+    The test database is SQLite's shared-cache memory database, where a read while the
+    live server's read-back thread writes the same table fails at once ("database table
+    is locked") instead of waiting as a file or PostgreSQL would: that read is tried
+    again at the next poll."""
     deadline = time.monotonic() + timeout
     while True:
-        row = Dataset.objects.get(pk=pk)
-        if row.status != Dataset.Status.VERIFYING or time.monotonic() > deadline:
-            return row
+        try:
+            row = Dataset.objects.get(pk=pk)
+        except OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() > deadline:
+                raise
+        else:
+            if row.status != Dataset.Status.VERIFYING or time.monotonic() > deadline:
+                return row
         time.sleep(0.25)
 
 
