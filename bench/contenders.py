@@ -32,8 +32,9 @@ DIAGNOSTIC = "(diagnostic)"  # rows that explain a figure; no goal is judged on 
 NOT_INSTALLED = "n/a (not installed)"
 
 
-def raw_client(target: Target) -> S3Client:
-    """A plain boto3 client, with only the checksum setting S3-compatible stores need."""
+def raw_client(target: Target, max_pool_connections: int = 10) -> S3Client:
+    """A plain boto3 client, with only the checksum setting S3-compatible stores need
+    (and, for callers with more threads, a bigger connection pool than botocore's 10)."""
     return boto3.session.Session().client(
         "s3",
         endpoint_url=target.endpoint_url,
@@ -42,6 +43,7 @@ def raw_client(target: Target) -> S3Client:
         region_name=target.region,
         config=Config(
             s3={"addressing_style": "path"},
+            max_pool_connections=max_pool_connections,
             request_checksum_calculation="when_required",
             response_checksum_validation="when_required",
         ),

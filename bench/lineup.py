@@ -18,13 +18,9 @@ from .django_paths import OursDownloadCommand, OursFileFieldSave
 from .target import Target
 
 
-def all_contenders(target: Target) -> list[Contender]:
-    """Ours first, then every peer (peers that cannot run here carry ``missing``)."""
+def peers(target: Target) -> list[Contender]:
+    """Every peer of a file transfer (peers that cannot run here carry ``missing``)."""
     return [
-        Ours(target),
-        OursFileFieldSave(target),
-        OursDownloadCommand(target),
-        OursWithoutHash(target),
         RawBoto3(target, "boto3 default", TransferConfig()),
         RawBoto3(
             target,
@@ -34,4 +30,15 @@ def all_contenders(target: Target) -> list[Contender]:
         S5cmd(target),
         Rclone(target),
         AwsCli(target),
+    ]
+
+
+def all_contenders(target: Target) -> list[Contender]:
+    """Ours first (client and Django paths), then every peer."""
+    return [
+        Ours(target),
+        OursFileFieldSave(target),
+        OursDownloadCommand(target),
+        OursWithoutHash(target),
+        *peers(target),
     ]

@@ -43,11 +43,9 @@ from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
-import boto3
-from botocore.config import Config
-
 from dual_storage_app.testing.server import LocalS3Server
 
+from .contenders import raw_client
 from .cpu import CpuMeter, CpuSample
 from .djangoenv import bucket_names, configure, login_session, superuser
 from .target import Target, own_server
@@ -195,19 +193,7 @@ def object_sha256(index: int) -> str:
 
 def pool_client(target: Target) -> S3Client:
     """A raw boto3 client with a connection for each of the :data:`PUT_THREADS`."""
-    return boto3.session.Session().client(
-        "s3",
-        endpoint_url=target.endpoint_url,
-        aws_access_key_id=target.access_key,
-        aws_secret_access_key=target.secret_key,
-        region_name=target.region,
-        config=Config(
-            s3={"addressing_style": "path"},
-            max_pool_connections=PUT_THREADS,
-            request_checksum_calculation="when_required",
-            response_checksum_validation="when_required",
-        ),
-    )
+    return raw_client(target, max_pool_connections=PUT_THREADS)
 
 
 def put_objects(client: S3Client, bucket: str, indexes: Iterable[int]) -> None:

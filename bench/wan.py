@@ -45,7 +45,6 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 import boto3
-from boto3.s3.transfer import TransferConfig
 
 from dual_storage_app.client import DualStorageClient
 from dual_storage_app.manifests import MANIFEST_SUFFIX, ManifestEntry, manifest_bytes
@@ -59,7 +58,6 @@ from .contenders import (
     Contender,
     MiB,
     Ours,
-    RawBoto3,
     Rclone,
     S5cmd,
     our_store,
@@ -67,6 +65,7 @@ from .contenders import (
     warm_up,
 )
 from .cpu import CpuMeter, CpuSample
+from .lineup import peers
 from .memory import seaweed_vacuum, write_test_file
 from .report import MB, parse_size, size_label
 from .target import Target, own_server
@@ -461,20 +460,7 @@ class Section:
         return rows + (self._folder(profile, target, proxy) if "folder" in self.parts else [])
 
     def _big_file(self, profile: LinkProfile, target: Target, proxy: WanProxy | None) -> list[Row]:
-        contenders: list[Contender] = self.chosen(
-            [
-                Ours(target),
-                RawBoto3(target, "boto3 default", TransferConfig()),
-                RawBoto3(
-                    target,
-                    "boto3 tuned",
-                    TransferConfig(multipart_chunksize=16 * MiB, max_concurrency=10),
-                ),
-                S5cmd(target),
-                Rclone(target),
-                AwsCli(target),
-            ]
-        )
+        contenders: list[Contender] = self.chosen([Ours(target), *peers(target)])
         warm_up(contenders, self.work)
         bucket, base = target.bucket, f"wan/{profile.name}/large"
         label = size_label(self.big_size)
